@@ -1,0 +1,3 @@
+// Package trainer pretrains and finetunes BLIP on cleaned Parquet: loops, schedules,
+// augmentation, checkpoints and evaluation.
+package trainer
