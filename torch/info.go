@@ -6,10 +6,21 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"unsafe"
 )
+
+// libtorch's OpenMP pool sizes itself from the thread that first calls it, and from a
+// thread the Go runtime made it may see a single CPU. Unless the user chose with
+// OMP_NUM_THREADS, use every CPU; SetNumThreads changes it later.
+func init() {
+	if os.Getenv("OMP_NUM_THREADS") == "" {
+		SetNumThreads(runtime.NumCPU())
+	}
+}
 
 // Version is the version of the libtorch the shim was built against, e.g. "1.13.0".
 func Version() string { return C.GoString(C.ct_torch_version()) }
@@ -40,9 +51,9 @@ func ParallelInfo() (string, error) {
 
 // BLAS describes the BLAS library libtorch's matmuls end up in.
 type BLAS struct {
-	Library string // resolved path of the library providing sgemm_
-	Core    string // OpenBLAS's kernel ("Prescott", "SkylakeX", ...), empty if not OpenBLAS
-	Config  string // OpenBLAS's build configuration
+	Library string `json:"library"` // resolved path of the library providing sgemm_
+	Core    string `json:"core"`    // OpenBLAS's kernel ("Prescott", "SkylakeX", ...), empty if not OpenBLAS
+	Config  string `json:"config"`  // OpenBLAS's build configuration
 }
 
 // IsOpenBLAS reports whether the BLAS in use is OpenBLAS.
@@ -132,4 +143,18 @@ func BenchMatmul(n int64, iters int) (float64, error) {
 		return 0, err
 	}
 	return float64(s), nil
+}
+
+// ShimPath is the file libcapfilt_torch.so was loaded from ("" if it cannot be told).
+func ShimPath() string {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if i := strings.Index(line, "/"); i >= 0 && strings.HasSuffix(line, "libcapfilt_torch.so") {
+			return line[i:]
+		}
+	}
+	return ""
 }
