@@ -106,8 +106,20 @@ func (s *Scope) Len() int {
 	return len(s.live)
 }
 
-// Track makes s the owner of t (which must not belong to another scope) and returns t.
+// Scope returns the scope that owns t, or nil.
+func (t *Tensor) Scope() *Scope {
+	if t == nil {
+		return nil
+	}
+	return t.scope
+}
+
+// Track makes s the owner of t (taking it from any other scope) and returns t. On a nil
+// scope it returns t unchanged, so model code can write x.Scope().Track(mask).
 func (s *Scope) Track(t *Tensor) *Tensor {
+	if s == nil {
+		return t
+	}
 	if t.check() != nil {
 		if t.err != nil {
 			s.noteErr(t.err)
@@ -127,8 +139,13 @@ func (s *Scope) Track(t *Tensor) *Tensor {
 	return t
 }
 
-// Ref returns a new handle on t's data, owned by s; t itself is untouched.
+// Ref returns a new handle on t's data, owned by s; t itself is untouched. On a nil
+// scope it returns t itself: x.Scope().Ref(param) brings a parameter into x's scope,
+// whatever x's scope is, so that ops on the parameter alone are freed with it.
 func (s *Scope) Ref(t *Tensor) *Tensor {
+	if s == nil {
+		return t
+	}
 	if err := t.check(); err != nil {
 		return errTensor(err)
 	}
