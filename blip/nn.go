@@ -25,7 +25,9 @@ type LayerNorm struct {
 	Eps          float64
 }
 
-func (n *LayerNorm) Forward(x *torch.Tensor) *torch.Tensor { return x.LayerNorm(n.Weight, n.Bias, n.Eps) }
+func (n *LayerNorm) Forward(x *torch.Tensor) *torch.Tensor {
+	return x.LayerNorm(n.Weight, n.Bias, n.Eps)
+}
 
 func (n *LayerNorm) register(ps *paramSet, name string, width int) {
 	ps.add(name+".weight", &n.Weight, int64(width))

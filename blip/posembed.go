@@ -89,8 +89,8 @@ type bicubicTap struct {
 
 func bicubicTaps(in, out int) []bicubicTap {
 	const a = -0.75
-	near := func(x float64) float64 { return ((a+2)*x-(a+3))*x*x + 1 } // |x| ≤ 1
-	far := func(x float64) float64 { return ((a*x-5*a)*x+8*a)*x - 4*a }  // 1 < |x| < 2
+	near := func(x float64) float64 { return ((a+2)*x-(a+3))*x*x + 1 }  // |x| ≤ 1
+	far := func(x float64) float64 { return ((a*x-5*a)*x+8*a)*x - 4*a } // 1 < |x| < 2
 	scale := float64(in) / float64(out)
 	taps := make([]bicubicTap, out)
 	for i := range taps {
