@@ -1,0 +1,346 @@
+package captioner
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+
+	"github.com/capfilt/capfilt/torch"
+)
+
+// stepper is what generation needs of a decoder: logits for the next token.
+type stepper interface {
+	// Step feeds each of rows sequences width new tokens (row-major in tokens) after the
+	// positions fed before, and returns next-token scores at the last position, [rows, V].
+	Step(s *torch.Scope, tokens []int64, rows, width int) *torch.Tensor
+	// Reorder makes row i continue from the state of row from[i] (beam search).
+	Reorder(from []int64) error
+}
+
+// Sequence is one generated token sequence.
+type Sequence struct {
+	// IDs is the whole sequence: the start tokens, the generated tokens and the final
+	// [SEP] if one was emitted (or appended by beam search below max length).
+	IDs []int64
+	// Score is the beam score (sum of log-probabilities / length) in beam search, and the
+	// sum of the model's log-probabilities of the generated tokens otherwise.
+	Score float64
+}
+
+// request is one generation call over images that each start from the same tokens.
+type request struct {
+	start  [][]int64 // per image; all the same length
+	keys   []string  // per image; seeds the sampler
+	st     Settings
+	sepID  int64
+	padID  int64
+	vocab  int
+	device torch.Device
+}
+
+// rowRNG seeds the sampler of one sequence from (seed, image key, sample number): an
+// image's captions do not depend on the batch around it.
+func rowRNG(seed uint64, key string, sample int) *rand.Rand {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%d", key, sample)
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
+}
+
+// generate runs greedy decoding, nucleus sampling or beam search and returns, per
+// image, its sequences (Samples for nucleus, one otherwise).
+func generate(ctx context.Context, dec stepper, req request) ([][]Sequence, error) {
+	if len(req.start) == 0 {
+		return nil, nil
+	}
+	p := len(req.start[0])
+	for i, s := range req.start {
+		if len(s) != p {
+			return nil, fmt.Errorf("generate: image %d starts with %d tokens, image 0 with %d", i, len(s), p)
+		}
+	}
+	if p >= req.st.MaxLength {
+		return nil, fmt.Errorf("generate: the %d start tokens leave no room below max length %d", p, req.st.MaxLength)
+	}
+	if req.st.Mode == Beam {
+		return beamSearch(ctx, dec, req)
+	}
+	return sampleOrGreedy(ctx, dec, req)
+}
+
+func sampleOrGreedy(ctx context.Context, dec stepper, req request) ([][]Sequence, error) {
+	st := req.st
+	k := st.rowsPerImage()
+	rows := len(req.start) * k
+	seqs := make([][]int64, rows)
+	rngs := make([]*rand.Rand, rows)
+	scores := make([]float64, rows)
+	finished := make([]bool, rows)
+	tokens := make([]int64, 0, rows*len(req.start[0]))
+	for r := range seqs {
+		img := r / k
+		seqs[r] = append([]int64(nil), req.start[img]...)
+		tokens = append(tokens, req.start[img]...)
+		if st.Mode == Nucleus {
+			rngs[r] = rowRNG(st.Seed, req.keys[img], r%k)
+		}
+	}
+	outer := torch.NewScope()
+	defer outer.Close()
+	width := len(req.start[0])
+	for len(seqs[0]) < st.MaxLength {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s := outer.Child()
+		next, logp, err := nextTokens(s, dec, req, tokens, rows, width, seqs, rngs)
+		s.Close()
+		if err != nil {
+			return nil, err
+		}
+		done := true
+		for r := range seqs {
+			if finished[r] {
+				next[r] = req.padID
+			} else {
+				scores[r] += logp[r]
+				finished[r] = next[r] == req.sepID
+			}
+			seqs[r] = append(seqs[r], next[r])
+			done = done && finished[r]
+		}
+		tokens, width = next, 1
+		if done {
+			break
+		}
+	}
+	out := make([][]Sequence, len(req.start))
+	for r, s := range seqs {
+		out[r/k] = append(out[r/k], Sequence{IDs: trimPadding(s, req.sepID), Score: scores[r]})
+	}
+	return out, nil
+}
+
+// nextTokens runs one decoding step and picks every row's next token, returning also
+// the model's log-probability of it (before any processing).
+func nextTokens(s *torch.Scope, dec stepper, req request, tokens []int64, rows, width int, seqs [][]int64, rngs []*rand.Rand) ([]int64, []float64, error) {
+	st := req.st
+	raw := dec.Step(s, tokens, rows, width)
+	if err := raw.Err(); err != nil {
+		return nil, nil, err
+	}
+	logits := raw.ToDType(torch.Float32)
+	scores := applyPenaltyAndMinLength(logits, seqs, st, req.sepID)
+	next := make([]int64, rows)
+	if st.Mode == Greedy {
+		ids, err := scores.Argmax(1, false).Int64s()
+		if err != nil {
+			return nil, nil, err
+		}
+		copy(next, ids)
+	} else {
+		if st.Temperature != 1 {
+			scores = scores.DivScalar(st.Temperature)
+		}
+		cands, err := topKCandidates(scores, st.TopK)
+		if err != nil {
+			return nil, nil, err
+		}
+		for r := range next {
+			kept := nucleus(cands[r], st.TopP)
+			if len(kept) == 0 {
+				return nil, nil, fmt.Errorf("generate: row %d has no token left to sample", r)
+			}
+			next[r] = draw(kept, rngs[r].Float64()).Token
+		}
+	}
+	idx := s.Track(torch.FromInt64(next, int64(rows), 1)).ToDevice(logits.Device())
+	lp, err := logits.LogSoftmax(1).Gather(1, idx).ToDType(torch.Float64).Float64s()
+	if err != nil {
+		return nil, nil, err
+	}
+	return next, lp, nil
+}
+
+// trimPadding drops what follows the first [SEP] after the start.
+func trimPadding(seq []int64, sep int64) []int64 {
+	for i, t := range seq {
+		if t == sep && i > 0 {
+			return seq[:i+1]
+		}
+	}
+	return seq
+}
+
+// beamHyps are one image's finished hypotheses (transformers' BeamHypotheses with
+// length penalty 1 and early_stopping false).
+type beamHyps struct {
+	beams []Sequence
+	worst float64
+	n     int
+}
+
+func (h *beamHyps) add(ids []int64, sumLogProbs float64) {
+	score := sumLogProbs / float64(len(ids))
+	if len(h.beams) < h.n || score > h.worst {
+		h.beams = append(h.beams, Sequence{IDs: append([]int64(nil), ids...), Score: score})
+		if len(h.beams) > h.n {
+			worstAt := 0
+			for i, b := range h.beams {
+				if b.Score < h.beams[worstAt].Score {
+					worstAt = i
+				}
+			}
+			h.beams = append(h.beams[:worstAt], h.beams[worstAt+1:]...)
+			h.worst = math.Inf(1)
+			for _, b := range h.beams {
+				h.worst = math.Min(h.worst, b.Score)
+			}
+		} else {
+			h.worst = math.Min(score, h.worst)
+		}
+	}
+}
+
+// done: enough hypotheses, and none of the open beams can still beat the worst.
+func (h *beamHyps) done(bestSumLogProbs float64, curLen int) bool {
+	if len(h.beams) < h.n {
+		return false
+	}
+	return h.worst >= bestSumLogProbs/float64(curLen)
+}
+
+// best is the highest-scoring hypothesis; among equals, the one added last.
+func (h *beamHyps) best() Sequence {
+	b := h.beams[0]
+	for _, x := range h.beams[1:] {
+		if x.Score >= b.Score {
+			b = x
+		}
+	}
+	return b
+}
+
+func beamSearch(ctx context.Context, dec stepper, req request) ([][]Sequence, error) {
+	st := req.st
+	nb := st.NumBeams
+	imgs := len(req.start)
+	rows := imgs * nb
+	seqs := make([][]int64, rows)
+	beamScores := make([]float32, rows)
+	tokens := make([]int64, 0, rows*len(req.start[0]))
+	for r := range seqs {
+		seqs[r] = append([]int64(nil), req.start[r/nb]...)
+		tokens = append(tokens, req.start[r/nb]...)
+		if r%nb != 0 {
+			beamScores[r] = -1e9 // the first step expands beam 0 only
+		}
+	}
+	hyps := make([]*beamHyps, imgs)
+	for i := range hyps {
+		hyps[i] = &beamHyps{n: nb, worst: 1e9}
+	}
+	done := make([]bool, imgs)
+	outer := torch.NewScope()
+	defer outer.Close()
+	width := len(req.start[0])
+	vocab := int64(req.vocab)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		curLen := len(seqs[0])
+		s := outer.Child()
+		top, topIdx, err := beamStep(s, dec, req, tokens, rows, width, seqs, beamScores)
+		s.Close()
+		if err != nil {
+			return nil, err
+		}
+		nextScores := make([]float32, rows)
+		nextTokens := make([]int64, rows)
+		from := make([]int64, rows)
+		for b := 0; b < imgs; b++ {
+			if done[b] {
+				for j := 0; j < nb; j++ {
+					nextTokens[b*nb+j], from[b*nb+j] = req.padID, int64(b*nb)
+				}
+				continue
+			}
+			j := 0
+			for rank := 0; rank < 2*nb && j < nb; rank++ {
+				flat := topIdx[b*2*nb+rank]
+				score := top[b*2*nb+rank]
+				beam, tok := flat/vocab, flat%vocab
+				row := int64(b*nb) + beam
+				if tok == req.sepID {
+					if rank >= nb {
+						continue
+					}
+					hyps[b].add(seqs[row], float64(score))
+					continue
+				}
+				nextScores[b*nb+j], nextTokens[b*nb+j], from[b*nb+j] = score, tok, row
+				j++
+			}
+			if j < nb {
+				return nil, fmt.Errorf("beam search: image %d kept %d of %d beams", b, j, nb)
+			}
+			best := float64(top[b*2*nb])
+			done[b] = done[b] || hyps[b].done(best, curLen)
+		}
+		newSeqs := make([][]int64, rows)
+		for r := range newSeqs {
+			newSeqs[r] = append(append(make([]int64, 0, curLen+1), seqs[from[r]]...), nextTokens[r])
+		}
+		seqs, beamScores = newSeqs, nextScores
+		if err := dec.Reorder(from); err != nil {
+			return nil, err
+		}
+		tokens, width = nextTokens, 1
+		allDone := true
+		for _, d := range done {
+			allDone = allDone && d
+		}
+		if allDone || len(seqs[0]) >= st.MaxLength {
+			break
+		}
+	}
+	out := make([][]Sequence, imgs)
+	for b := 0; b < imgs; b++ {
+		if !done[b] {
+			for j := 0; j < nb; j++ {
+				hyps[b].add(seqs[b*nb+j], float64(beamScores[b*nb+j]))
+			}
+		}
+		best := hyps[b].best()
+		if len(best.IDs) < st.MaxLength {
+			best.IDs = append(best.IDs, req.sepID)
+		}
+		out[b] = []Sequence{best}
+	}
+	return out, nil
+}
+
+// beamStep scores every (beam, token) continuation and returns each image's 2·beams best:
+// scores (float32, as the sum is formed on the device) and flat indices beam·V + token.
+func beamStep(s *torch.Scope, dec stepper, req request, tokens []int64, rows, width int, seqs [][]int64, beamScores []float32) ([]float32, []int64, error) {
+	nb := req.st.NumBeams
+	raw := dec.Step(s, tokens, rows, width)
+	if err := raw.Err(); err != nil {
+		return nil, nil, err
+	}
+	lp := applyPenaltyAndMinLength(raw.ToDType(torch.Float32).LogSoftmax(1), seqs, req.st, req.sepID)
+	bs := s.Track(torch.FromFloat32(beamScores, int64(rows), 1)).ToDevice(lp.Device())
+	total := lp.Add(bs).Reshape(int64(rows/nb), int64(nb*req.vocab))
+	vals, idx := total.TopK(int64(2*nb), 1, true)
+	top, err := vals.Float32s()
+	if err != nil {
+		return nil, nil, err
+	}
+	flat, err := idx.Int64s()
+	if err != nil {
+		return nil, nil, err
+	}
+	return top, flat, nil
+}
