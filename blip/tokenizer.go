@@ -1,0 +1,261 @@
+package blip
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Tokenizer is BERT's uncased WordPiece tokenizer as BLIP uses it: the bert-base
+// vocabulary plus two tokens appended after it, [DEC] (the decoder's bos, which
+// selects the image-grounded decoder) and [ENC] (selects the image-grounded encoder).
+// Their ids live in the model config, not in the vocabulary files; by default they
+// are VocabSize() and VocabSize()+1 (30522 and 30523 for bert-base-uncased).
+//
+// A Tokenizer is immutable after construction (SetDecEncIDs aside) and safe for
+// concurrent use.
+type Tokenizer struct {
+	tokens       []string         // id -> token, as in vocab.txt
+	vocab        map[string]int64 // token -> id
+	norm         TextNormalization
+	unkToken     string
+	continuation string // WordPiece's continuing-subword prefix, "##"
+	maxWordChars int    // a longer word becomes one [UNK]
+
+	pad, unk, cls, sep, mask, dec, enc int64
+
+	// specialStrings are matched verbatim in the input before any normalisation and
+	// become single tokens, as transformers' no-split tokens do.
+	specialStrings []string
+}
+
+// TextNormalization selects BERT's BasicTokenizer steps that vary between vocabularies.
+type TextNormalization struct {
+	Lowercase    bool // do_lower_case
+	StripAccents bool // NFD, then drop nonspacing marks
+	SplitCJK     bool // tokenize_chinese_chars: every CJK ideograph is its own word
+}
+
+// BertUncased is bert-base-uncased's normalisation, the one every BLIP checkpoint uses.
+var BertUncased = TextNormalization{Lowercase: true, StripAccents: true, SplitCJK: true}
+
+// The special tokens BLIP's text transformer knows, by their vocabulary names.
+const (
+	tokenPad  = "[PAD]"
+	tokenUnk  = "[UNK]"
+	tokenCls  = "[CLS]"
+	tokenSep  = "[SEP]"
+	tokenMask = "[MASK]"
+	tokenDec  = "[DEC]"
+	tokenEnc  = "[ENC]"
+)
+
+// NewTokenizer builds a tokenizer over vocab, where a token's id is its index. The
+// vocabulary must hold [PAD], [UNK], [CLS], [SEP] and [MASK]; [DEC] and [ENC] take
+// their ids from the vocabulary if it lists them, else len(vocab) and len(vocab)+1.
+func NewTokenizer(vocab []string, norm TextNormalization) (*Tokenizer, error) {
+	t := &Tokenizer{
+		tokens:       vocab,
+		vocab:        make(map[string]int64, len(vocab)),
+		norm:         norm,
+		unkToken:     tokenUnk,
+		continuation: "##",
+		maxWordChars: maxWordChars,
+	}
+	for id, tok := range vocab {
+		if tok == "" {
+			return nil, fmt.Errorf("tokenizer: vocabulary entry %d is empty", id)
+		}
+		if prev, dup := t.vocab[tok]; dup {
+			return nil, fmt.Errorf("tokenizer: vocabulary token %q appears twice (ids %d and %d)", tok, prev, id)
+		}
+		t.vocab[tok] = int64(id)
+	}
+	for _, s := range []struct {
+		name string
+		id   *int64
+	}{{tokenPad, &t.pad}, {tokenUnk, &t.unk}, {tokenCls, &t.cls}, {tokenSep, &t.sep}, {tokenMask, &t.mask}} {
+		id, ok := t.vocab[s.name]
+		if !ok {
+			return nil, fmt.Errorf("tokenizer: vocabulary of %d tokens has no %s", len(vocab), s.name)
+		}
+		*s.id = id
+	}
+	t.dec, t.enc = int64(len(vocab)), int64(len(vocab))+1
+	if id, ok := t.vocab[tokenDec]; ok {
+		t.dec = id
+	}
+	if id, ok := t.vocab[tokenEnc]; ok {
+		t.enc = id
+	}
+	t.specialStrings = []string{tokenPad, tokenUnk, tokenCls, tokenSep, tokenMask, tokenDec, tokenEnc}
+	return t, nil
+}
+
+// SetDecEncIDs takes [DEC] and [ENC] from a model config (bos_token_id and
+// enc_token_id) instead of the defaults after the vocabulary. An id inside the
+// vocabulary is accepted only where the vocabulary itself names that token.
+func (t *Tokenizer) SetDecEncIDs(dec, enc int64) error {
+	if dec < 0 || enc < 0 || dec == enc {
+		return fmt.Errorf("tokenizer: [DEC] id %d and [ENC] id %d must be distinct and non-negative", dec, enc)
+	}
+	for _, s := range []struct {
+		name string
+		id   int64
+	}{{tokenDec, dec}, {tokenEnc, enc}} {
+		if s.id < int64(len(t.tokens)) && t.tokens[s.id] != s.name {
+			return fmt.Errorf("tokenizer: %s id %d is vocabulary token %q", s.name, s.id, t.tokens[s.id])
+		}
+	}
+	t.dec, t.enc = dec, enc
+	return nil
+}
+
+// VocabSize is the number of entries in the vocabulary file, without [DEC]/[ENC].
+func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
+
+// Normalization reports the text normalisation this tokenizer applies.
+func (t *Tokenizer) Normalization() TextNormalization { return t.norm }
+
+func (t *Tokenizer) PadID() int64  { return t.pad }
+func (t *Tokenizer) UnkID() int64  { return t.unk }
+func (t *Tokenizer) ClsID() int64  { return t.cls }
+func (t *Tokenizer) SepID() int64  { return t.sep }
+func (t *Tokenizer) MaskID() int64 { return t.mask }
+func (t *Tokenizer) DecID() int64  { return t.dec }
+func (t *Tokenizer) EncID() int64  { return t.enc }
+
+// Tokenize returns the WordPiece tokens of text, without [CLS]/[SEP].
+func (t *Tokenizer) Tokenize(text string) []string {
+	return t.wordPieces(text)
+}
+
+// Encode returns [CLS] tokens [SEP] as ids, untruncated.
+func (t *Tokenizer) Encode(text string) []int64 {
+	pieces := t.wordPieces(text)
+	ids := make([]int64, 0, len(pieces)+2)
+	ids = append(ids, t.cls)
+	for _, p := range pieces {
+		ids = append(ids, t.tokenID(p))
+	}
+	return append(ids, t.sep)
+}
+
+func (t *Tokenizer) tokenID(tok string) int64 {
+	switch tok {
+	case tokenDec:
+		return t.dec
+	case tokenEnc:
+		return t.enc
+	}
+	if id, ok := t.vocab[tok]; ok {
+		return id
+	}
+	return t.unk
+}
+
+// PadMode chooses the length a batch is padded to.
+type PadMode int
+
+const (
+	// PadToLongest pads to the longest sequence of the batch (padding="longest").
+	PadToLongest PadMode = iota
+	// PadToMax pads every sequence to maxLen (padding="max_length").
+	PadToMax
+)
+
+// EncodeBatch encodes texts as [CLS] tokens [SEP], truncated to maxLen ids (the
+// tokens are cut, [SEP] stays last) and padded with [PAD] per pad. mask holds 1 for
+// real tokens and 0 for padding. maxLen <= 0 means no truncation, and then PadToMax
+// pads to the longest; a positive maxLen below 2 is raised to 2, the room for
+// [CLS] and [SEP].
+func (t *Tokenizer) EncodeBatch(texts []string, maxLen int, pad PadMode) (ids, mask [][]int64) {
+	if maxLen > 0 && maxLen < 2 {
+		maxLen = 2
+	}
+	ids = make([][]int64, len(texts))
+	longest := 0
+	for i, text := range texts {
+		seq := t.Encode(text)
+		if maxLen > 0 && len(seq) > maxLen {
+			seq = append(seq[:maxLen-1], t.sep)
+		}
+		ids[i] = seq
+		longest = max(longest, len(seq))
+	}
+	width := longest
+	if pad == PadToMax && maxLen > 0 {
+		width = maxLen
+	}
+	mask = make([][]int64, len(texts))
+	for i, seq := range ids {
+		m := make([]int64, width)
+		for j := range seq {
+			m[j] = 1
+		}
+		for len(seq) < width {
+			seq = append(seq, t.pad)
+		}
+		ids[i], mask[i] = seq, m
+	}
+	return ids, mask
+}
+
+// Decode turns ids back into text the way transformers' BertTokenizer.decode does:
+// tokens joined by spaces, "##" pieces merged into the word before them, and the
+// clean-up that removes the space before ". ? ! ," and English contractions. With
+// skipSpecial, every special id ([PAD] [UNK] [CLS] [SEP] [MASK] [DEC] [ENC]) is
+// dropped. An id outside the vocabulary decodes as [UNK] and is kept even then,
+// as transformers does.
+func (t *Tokenizer) Decode(ids []int64, skipSpecial bool) string {
+	// transformers decodes runs of vocabulary tokens separately from the added
+	// tokens ([DEC], [ENC]) and joins the parts with spaces, so "##" never merges
+	// across an added token.
+	var parts, run []string
+	flush := func() {
+		if len(run) > 0 {
+			parts = append(parts, strings.TrimFunc(strings.ReplaceAll(strings.Join(run, " "), " ##", ""), isPythonSpace))
+			run = run[:0]
+		}
+	}
+	for _, id := range ids {
+		if skipSpecial && t.isSpecial(id) {
+			continue
+		}
+		switch {
+		case id == t.dec && (id >= int64(len(t.tokens))):
+			flush()
+			parts = append(parts, tokenDec)
+		case id == t.enc && (id >= int64(len(t.tokens))):
+			flush()
+			parts = append(parts, tokenEnc)
+		case id >= 0 && id < int64(len(t.tokens)):
+			run = append(run, t.tokens[id])
+		default:
+			run = append(run, tokenUnk)
+		}
+	}
+	flush()
+	return cleanUpTokenization(strings.Join(parts, " "))
+}
+
+func (t *Tokenizer) isSpecial(id int64) bool {
+	switch id {
+	case t.pad, t.unk, t.cls, t.sep, t.mask, t.dec, t.enc:
+		return true
+	}
+	return false
+}
+
+// cleanupPairs is transformers' clean_up_tokenization, applied in this order, each a
+// plain left-to-right replace-all (so " ' " is gone before " n't" is looked for).
+var cleanupPairs = [][2]string{
+	{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+	{" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+}
+
+func cleanUpTokenization(s string) string {
+	for _, p := range cleanupPairs {
+		s = strings.ReplaceAll(s, p[0], p[1])
+	}
+	return s
+}
