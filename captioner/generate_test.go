@@ -114,11 +114,19 @@ func TestBeamSearchFollowsTransformersRules(t *testing.T) {
 	if math.Abs(best.Score-wantScore) > 1e-6 {
 		t.Fatalf("beam score %v, want %v", best.Score, wantScore)
 	}
-	// With max length 3 the open beams cannot catch up: "a [SEP]" wins and keeps its [SEP].
+	// With max length 3 the open beam "a b b" ((log .2 + log .8) / 3 = -0.611) still beats
+	// "a [SEP]" (log .5 = -0.693); the finished "a a [SEP]" (-0.949) was pushed out.
 	st.MaxLength = 3
 	out, _ = generate(context.Background(), toy(), toyRequest(st))
-	if got := out[0][0].IDs; len(got) != 2 || got[1] != 1 {
-		t.Fatalf("max length 3: %v, want [2 1]", got)
+	if got := out[0][0]; !equal(got.IDs, []int64{2, 3, 3}) || math.Abs(got.Score-(math.Log(0.2)+math.Log(0.8))/3) > 1e-6 {
+		t.Fatalf("max length 3: %v, want [2 3 3]", got)
+	}
+	// Length normalisation counts the start token and not [SEP]: at max length 2 the open
+	// "a a" (log .3 / 2 = -0.602) beats the finished "a [SEP]" (log .5 / 1 = -0.693).
+	st.MaxLength = 2
+	out, _ = generate(context.Background(), toy(), toyRequest(st))
+	if got := out[0][0].IDs; !equal(got, []int64{2, 2}) {
+		t.Fatalf("max length 2: %v, want [2 2]", got)
 	}
 }
 
