@@ -1,0 +1,140 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/torch"
+)
+
+// Options shape the text the filter reads.
+type Options struct {
+	// MaxWords truncates captions with BLIP's pre_caption (30 for pretraining data).
+	MaxWords int
+	// MaxTokens truncates the tokenised caption ([CLS] … [SEP]); BLIP's retrieval uses 35.
+	MaxTokens int
+}
+
+// DefaultOptions are BLIP's retrieval settings.
+func DefaultOptions() Options { return Options{MaxWords: 30, MaxTokens: 35} }
+
+// Scorer scores captions against images with a BLIP retrieval (ITM + ITC) model.
+type Scorer struct {
+	model *blip.Model
+	tok   *blip.Tokenizer
+	opts  Options
+}
+
+// NewScorer checks the model has what scoring needs.
+func NewScorer(model *blip.Model, tok *blip.Tokenizer, opts Options) (*Scorer, error) {
+	switch {
+	case model.VisionModel == nil || model.TextEncoder == nil:
+		return nil, errors.New("filter: the model has no vision model or no text encoder (is it a retrieval/ITM checkpoint?)")
+	case model.ITMHead == nil:
+		return nil, errors.New("filter: the model has no ITM head")
+	case model.VisionProj == nil || model.TextProj == nil:
+		return nil, errors.New("filter: the model has no ITC projections")
+	case opts.MaxTokens < 2 || opts.MaxWords < 1:
+		return nil, fmt.Errorf("filter: max tokens %d / max words %d too small", opts.MaxTokens, opts.MaxWords)
+	}
+	if tok.EncID() != model.Config.Text.EncID {
+		return nil, fmt.Errorf("filter: tokenizer's [ENC] is %d, the model's %d", tok.EncID(), model.Config.Text.EncID)
+	}
+	return &Scorer{model: model, tok: tok, opts: opts}, nil
+}
+
+// Model is the scorer's model (a captioner loaded from the same file can share its ViT pass).
+func (s *Scorer) Model() *blip.Model { return s.model }
+
+// ScorePixels runs the vision model on pixels [B, 3, S, S] and scores each image's captions.
+func (s *Scorer) ScorePixels(ctx context.Context, pixels *torch.Tensor, captions [][]string) ([][]Score, error) {
+	sc := torch.NewScope()
+	defer sc.Close()
+	var out [][]Score
+	var err error
+	torch.NoGrad(func() {
+		img := s.model.EncodeImage(sc.Ref(pixels), false)
+		if err = img.Err(); err != nil {
+			return
+		}
+		out, err = s.ScoreImages(ctx, img, captions)
+	})
+	return out, err
+}
+
+// ScoreImages scores captions[i] (any number) against image i, given the vision model's
+// output [B, N, D]. The image embeddings are shared by all captions of an image.
+func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions [][]string) ([][]Score, error) {
+	if err := image.Err(); err != nil {
+		return nil, err
+	}
+	b := int(image.Size(0))
+	if b != len(captions) {
+		return nil, fmt.Errorf("filter: %d images but caption lists for %d", b, len(captions))
+	}
+	var texts []string
+	var owner []int64
+	uniform := true
+	for i, cs := range captions {
+		if len(cs) != len(captions[0]) {
+			uniform = false
+		}
+		for _, c := range cs {
+			texts = append(texts, blip.PreCaption(c, s.opts.MaxWords))
+			owner = append(owner, int64(i))
+		}
+	}
+	out := make([][]Score, b)
+	if len(texts) == 0 {
+		return out, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sc := torch.NewScope()
+	defer sc.Close()
+	ids, mask := s.tok.EncodeBatch(texts, s.opts.MaxTokens, blip.PadToLongest)
+	dev := image.Device()
+	idT := sc.Track(torch.FromInt64(flatten(ids), int64(len(ids)), int64(len(ids[0])))).ToDevice(dev)
+	maskT := sc.Track(torch.FromInt64(flatten(mask), int64(len(mask)), int64(len(mask[0])))).ToDevice(dev)
+	img := sc.Ref(image)
+	groups := 1
+	memory := img
+	if uniform {
+		groups = len(captions[0])
+	} else {
+		// Unequal counts: give each caption its image's rows (a copy, only in this case).
+		memory = img.IndexSelect(0, sc.Track(torch.FromInt64(owner, int64(len(owner)))).ToDevice(dev))
+	}
+	var itm, itc []float32
+	var err error
+	torch.NoGrad(func() {
+		probs := s.model.ITMLogits(idT, maskT, memory, groups, false).ToDType(torch.Float32).Softmax(-1).Select(1, 1)
+		if itm, err = probs.Float32s(); err != nil {
+			return
+		}
+		textFeat := s.model.TextFeatures(s.model.TextUnimodal(idT, maskT, false))
+		imgFeat := s.model.ImageFeatures(img).IndexSelect(0, sc.Track(torch.FromInt64(owner, int64(len(owner)))).ToDevice(dev))
+		itc, err = imgFeat.Mul(textFeat).Sum(false, -1).ToDType(torch.Float32).Float32s()
+	})
+	if err != nil {
+		if errors.Is(err, torch.ErrOutOfMemory) {
+			return nil, fmt.Errorf("filter: out of memory scoring %d captions of %d images: %w", len(texts), b, err)
+		}
+		return nil, err
+	}
+	for k, i := range owner {
+		out[i] = append(out[i], Score{ITM: itm[k], ITC: itc[k]})
+	}
+	return out, nil
+}
+
+func flatten(rows [][]int64) []int64 {
+	out := make([]int64, 0, len(rows)*len(rows[0]))
+	for _, r := range rows {
+		out = append(out, r...)
+	}
+	return out
+}
