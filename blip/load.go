@@ -1,0 +1,461 @@
+package blip
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/capfilt/capfilt/blip/checkpoint"
+	"github.com/capfilt/capfilt/torch"
+)
+
+// LoadOptions adjust Load.
+type LoadOptions struct {
+	// Config overrides the config.json found beside the weights (or inferred from shapes).
+	Config *Config
+	// AllowPartial loads what matches even when keys are missing, unexpected or of the
+	// wrong shape; without it any of those is an error.
+	AllowPartial bool
+}
+
+// LoadReport says how a checkpoint's keys met the model's parameters.
+type LoadReport struct {
+	Path         string   `json:"path"`
+	Format       string   `json:"format"`
+	Naming       string   `json:"naming"` // "hf" or "original"
+	ConfigSource string   `json:"config_source"`
+	Parts        []string `json:"parts"`
+	Loaded       int      `json:"loaded"`
+	Missing      []string `json:"missing,omitempty"`
+	Unexpected   []string `json:"unexpected,omitempty"`
+	Mismatched   []string `json:"mismatched,omitempty"` // "name: checkpoint [..] vs model [..]"
+	Resized      []string `json:"resized,omitempty"`    // position embeddings interpolated at load
+	Ignored      []string `json:"ignored,omitempty"`    // "name (why)"
+	Converted    []string `json:"converted,omitempty"`  // tensors stored in another dtype
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// Clean reports whether every parameter was found with the right shape and nothing
+// unknown was left over.
+func (r *LoadReport) Clean() bool {
+	return len(r.Missing) == 0 && len(r.Unexpected) == 0 && len(r.Mismatched) == 0
+}
+
+func (r *LoadReport) problem() error {
+	if r.Clean() {
+		return nil
+	}
+	var parts []string
+	list := func(what string, v []string) {
+		if len(v) == 0 {
+			return
+		}
+		shown := v
+		if len(shown) > 5 {
+			shown = append(append([]string(nil), v[:5]...), fmt.Sprintf("… %d more", len(v)-5))
+		}
+		parts = append(parts, fmt.Sprintf("%d %s (%s)", len(v), what, strings.Join(shown, ", ")))
+	}
+	list("missing", r.Missing)
+	list("unexpected", r.Unexpected)
+	list("shape-mismatched", r.Mismatched)
+	return fmt.Errorf("checkpoint %s does not match the model: %s; allow a partial load to use it anyway", r.Path, strings.Join(parts, "; "))
+}
+
+// Load reads a BLIP checkpoint: an HF directory (config.json + model.safetensors, a
+// sharded index, or pytorch_model.bin), a .safetensors file, or an original Salesforce
+// .pth. The model gets exactly the parts the checkpoint holds. Float32 weights are
+// memory-mapped, not copied; others are converted to float32 on the host.
+func Load(path string, opts LoadOptions) (*Model, *LoadReport, error) {
+	ck, err := checkpoint.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &LoadReport{Path: path, Format: ck.Format.String(), Naming: "hf"}
+	names := make([]string, len(ck.Tensors))
+	for i, r := range ck.Tensors {
+		names[i] = r.Name
+	}
+	original := isOriginalNaming(names)
+	records := map[string]checkpoint.TensorRecord{}
+	for _, r := range ck.Tensors {
+		name := r.Name
+		if original {
+			name = OriginalToHF(name)
+		}
+		records[name] = r
+	}
+	if original {
+		rep.Naming = "original"
+	}
+
+	cfg, src, err := resolveConfig(path, ck, records, opts.Config)
+	if err != nil {
+		return nil, rep, err
+	}
+	rep.ConfigSource = src
+	parts := partsFromKeys(records)
+	if parts.TextEncoder && parts.TextDecoder {
+		enc, okE := records["text_encoder.encoder.layer.0.intermediate.dense.weight"]
+		dec, okD := records["text_decoder.bert.encoder.layer.0.intermediate.dense.weight"]
+		shared := okE && okD && enc.StorageKey == dec.StorageKey && enc.Offset == dec.Offset
+		parts.ShareText = shared || ck.Metadata["capfilt.shared_text"] == "true"
+	}
+	m, err := New(cfg, parts)
+	if err != nil {
+		return nil, rep, fmt.Errorf("%s: %w", path, err)
+	}
+	rep.Parts = m.partNames()
+	if err := m.loadRecords(ck, records, rep); err != nil {
+		m.Close()
+		return nil, rep, err
+	}
+	if !opts.AllowPartial {
+		if err := rep.problem(); err != nil {
+			m.Close()
+			return nil, rep, err
+		}
+	}
+	return m, rep, nil
+}
+
+func (m *Model) partNames() []string {
+	var out []string
+	add := func(ok bool, name string) {
+		if ok {
+			out = append(out, name)
+		}
+	}
+	add(m.VisionModel != nil, "vision")
+	add(m.TextEncoder != nil, "text_encoder")
+	add(m.TextDecoder != nil, "text_decoder")
+	add(m.VisionProj != nil, "itc")
+	add(m.ITMHead != nil, "itm")
+	add(m.Temp != nil || m.hasParam("temp"), "temp")
+	add(m.SharedText, "shared_text")
+	return out
+}
+
+func (m *Model) hasParam(name string) bool { _, ok := m.ps.get(name); return ok }
+
+func partsFromKeys(records map[string]checkpoint.TensorRecord) Parts {
+	var p Parts
+	for name := range records {
+		switch {
+		case strings.HasPrefix(name, "vision_model."):
+			p.Vision = true
+		case strings.HasPrefix(name, "text_encoder.embeddings."), strings.HasPrefix(name, "text_encoder.encoder."):
+			p.TextEncoder = true
+		case strings.HasPrefix(name, "text_decoder.bert."):
+			p.TextDecoder = true
+		case name == "vision_proj.weight":
+			p.ITC = true
+		case name == "itm_head.weight":
+			p.ITM = true
+		case name == "temp":
+			p.Temp = true
+		}
+	}
+	return p
+}
+
+// loadRecords gives every parameter its tensor from the checkpoint and fills the report.
+func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkpoint.TensorRecord, rep *LoadReport) error {
+	mappings := map[string]*torch.Mapping{}
+	defer func() {
+		for _, mp := range mappings {
+			mp.Close() // tensors keep their pages mapped
+		}
+	}()
+	view := func(r checkpoint.TensorRecord) (*torch.Tensor, error) {
+		mp, ok := mappings[r.Path]
+		if !ok {
+			var err error
+			if mp, err = torch.MapFile(r.Path); err != nil {
+				return nil, err
+			}
+			mappings[r.Path] = mp
+		}
+		dt, err := torchDType(r.DType)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+		}
+		t := mp.Tensor(r.Offset, dt, r.Shape, r.Strides)
+		if err := t.Err(); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+		}
+		return t, nil
+	}
+	used := map[string]bool{}
+	for _, p := range m.ps.list {
+		r, ok := records[p.Name]
+		if !ok {
+			rep.Missing = append(rep.Missing, p.Name)
+			continue
+		}
+		used[p.Name] = true
+		t, err := view(r)
+		if err != nil {
+			return err
+		}
+		if r.DType != checkpoint.F32 {
+			f := t.ToDType(torch.Float32)
+			t.Free()
+			if t = f; t.Err() != nil {
+				return fmt.Errorf("%s: converting %s from %v: %w", r.Path, r.Name, r.DType, t.Err())
+			}
+			rep.Converted = append(rep.Converted, fmt.Sprintf("%s (%v)", p.Name, r.DType))
+		}
+		if !sameShape(r.Shape, p.Shape) {
+			if strings.HasSuffix(p.Name, "embeddings.position_embedding") && len(r.Shape) == 3 && len(p.Shape) == 3 && r.Shape[2] == p.Shape[2] {
+				grid := int(math.Round(math.Sqrt(float64(p.Shape[1] - 1))))
+				resized, err := interpolatePositions(t, grid)
+				t.Free()
+				if err != nil {
+					return fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+				}
+				t = resized
+				rep.Resized = append(rep.Resized, fmt.Sprintf("%s %v → %v", p.Name, r.Shape, p.Shape))
+			} else {
+				t.Free()
+				rep.Mismatched = append(rep.Mismatched, fmt.Sprintf("%s: checkpoint %v vs model %v", p.Name, r.Shape, p.Shape))
+				continue
+			}
+		}
+		if old := p.Tensor(); old != nil {
+			old.Free()
+		}
+		p.set(t)
+		rep.Loaded++
+	}
+	// Names of shared tensors (the decoder's copies of encoder weights) are consumed too.
+	for alias := range m.ps.aliases {
+		if _, ok := records[alias]; ok {
+			used[alias] = true
+		}
+	}
+	if err := m.checkTiedHead(records, used, view, rep); err != nil {
+		return err
+	}
+	var unexpected []string
+	for name, r := range records {
+		if used[name] {
+			continue
+		}
+		if why := ignoredKey(r.Name); why != "" {
+			rep.Ignored = append(rep.Ignored, fmt.Sprintf("%s (%s)", r.Name, why))
+			continue
+		}
+		unexpected = append(unexpected, r.Name)
+	}
+	sort.Strings(unexpected)
+	sort.Strings(rep.Ignored)
+	rep.Unexpected = unexpected
+	for _, s := range ck.Skipped {
+		rep.Warnings = append(rep.Warnings, "non-tensor entry skipped: "+s)
+	}
+	return nil
+}
+
+// checkTiedHead accepts the LM head's stored output matrix and bias when they equal the
+// word embeddings and cls.predictions.bias (the tie BLIP uses), and warns otherwise.
+func (m *Model) checkTiedHead(records map[string]checkpoint.TensorRecord, used map[string]bool,
+	view func(checkpoint.TensorRecord) (*torch.Tensor, error), rep *LoadReport) error {
+	if m.TextDecoder == nil {
+		return nil
+	}
+	for stored, tied := range map[string]*torch.Tensor{
+		"text_decoder.cls.predictions.decoder.weight": *m.TextDecoder.Cls.words,
+		"text_decoder.cls.predictions.decoder.bias":   m.TextDecoder.Cls.Predictions.Bias,
+	} {
+		r, ok := records[stored]
+		if !ok {
+			continue
+		}
+		used[stored] = true
+		if tied == nil {
+			continue
+		}
+		t, err := view(r)
+		if err != nil {
+			return err
+		}
+		sc := torch.NewScope()
+		diff, err := sc.Track(t).ToDType(torch.Float32).Sub(tied).Abs().Amax(false).Item()
+		sc.Close()
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s could not be compared with its tied tensor: %v", stored, err))
+			continue
+		}
+		if diff != 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s differs from the tied tensor it should equal (max |diff| %g); the tied one is used", stored, diff))
+		}
+	}
+	return nil
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func torchDType(d checkpoint.DType) (torch.DType, error) {
+	switch d {
+	case checkpoint.F32:
+		return torch.Float32, nil
+	case checkpoint.F64:
+		return torch.Float64, nil
+	case checkpoint.F16:
+		return torch.Float16, nil
+	case checkpoint.BF16:
+		return torch.BFloat16, nil
+	case checkpoint.I64:
+		return torch.Int64, nil
+	case checkpoint.I32:
+		return torch.Int32, nil
+	case checkpoint.I16:
+		return torch.Int16, nil
+	case checkpoint.I8:
+		return torch.Int8, nil
+	case checkpoint.U8:
+		return torch.Uint8, nil
+	case checkpoint.Bool:
+		return torch.Bool, nil
+	}
+	return torch.Invalid, fmt.Errorf("unsupported dtype %v", d)
+}
+
+// resolveConfig finds the model's config: the caller's, a config.json beside the weights,
+// or, for an original checkpoint without one, the sizes read off the tensors' shapes.
+func resolveConfig(path string, ck *checkpoint.Checkpoint, records map[string]checkpoint.TensorRecord, given *Config) (Config, string, error) {
+	if given != nil {
+		return *given, "given", given.Validate()
+	}
+	cfgPath := ck.ConfigPath
+	if cfgPath == "" {
+		if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+			if c := filepath.Join(filepath.Dir(path), "config.json"); fileExists(c) {
+				cfgPath = c
+			}
+		}
+	}
+	if cfgPath != "" {
+		c, err := FromHFConfig(cfgPath)
+		return c, cfgPath, err
+	}
+	c, err := inferConfig(records)
+	if err != nil {
+		return Config{}, "", fmt.Errorf("%s: no config.json beside it, and %w", path, err)
+	}
+	return c, "inferred from tensor shapes", nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
+
+var layerNumber = regexp.MustCompile(`\.(?:layers|layer)\.(\d+)\.`)
+
+// inferConfig reads sizes off the tensors. Head counts are not in any shape: they are
+// taken from the published presets by width (768 → 12, 1024 → 16).
+func inferConfig(records map[string]checkpoint.TensorRecord) (Config, error) {
+	c := Base()
+	shape := func(name string) []int64 {
+		if r, ok := records[name]; ok {
+			return r.Shape
+		}
+		return nil
+	}
+	countLayers := func(prefix string) int {
+		n := -1
+		for name := range records {
+			if !strings.HasPrefix(name, prefix) {
+				continue
+			}
+			if m := layerNumber.FindStringSubmatch(name[len(prefix)-1:]); m != nil {
+				if i, _ := strconv.Atoi(m[1]); i > n {
+					n = i
+				}
+			}
+		}
+		return n + 1
+	}
+	heads := func(width int64) (int, error) {
+		switch width {
+		case 768:
+			return 12, nil
+		case 1024:
+			return 16, nil
+		}
+		return 0, fmt.Errorf("width %d is not a published preset (head count unknown)", width)
+	}
+	if s := shape("vision_model.embeddings.class_embedding"); s != nil {
+		v := &c.Vision
+		v.HiddenSize = int(s[2])
+		v.NumLayers = countLayers("vision_model.encoder.")
+		if fc1 := shape("vision_model.encoder.layers.0.mlp.fc1.weight"); fc1 != nil {
+			v.IntermediateSize = int(fc1[0])
+		}
+		if pe := shape("vision_model.embeddings.patch_embedding.weight"); pe != nil {
+			v.PatchSize = int(pe[2])
+		}
+		if pos := shape("vision_model.embeddings.position_embedding"); pos != nil {
+			g := int(math.Round(math.Sqrt(float64(pos[1] - 1))))
+			v.ImageSize = g * v.PatchSize
+		}
+		h, err := heads(s[2])
+		if err != nil {
+			return c, fmt.Errorf("vision %w", err)
+		}
+		v.NumHeads = h
+		if v.HiddenSize == 1024 {
+			v.DropPath = 0.1
+		}
+	}
+	for _, prefix := range []string{"text_encoder.", "text_decoder.bert."} {
+		s := shape(prefix + "embeddings.word_embeddings.weight")
+		if s == nil {
+			continue
+		}
+		t := &c.Text
+		t.VocabSize, t.HiddenSize = int(s[0]), int(s[1])
+		t.NumLayers = countLayers(prefix + "encoder.")
+		if p := shape(prefix + "embeddings.position_embeddings.weight"); p != nil {
+			t.MaxPositions = int(p[0])
+		}
+		if f := shape(prefix + "encoder.layer.0.intermediate.dense.weight"); f != nil {
+			t.IntermediateSize = int(f[0])
+		}
+		t.EncoderHiddenSize = c.Vision.HiddenSize
+		if k := shape(prefix + "encoder.layer.0.crossattention.self.key.weight"); k != nil {
+			t.EncoderHiddenSize = int(k[1])
+		}
+		h, err := heads(s[1])
+		if err != nil {
+			return c, fmt.Errorf("text %w", err)
+		}
+		t.NumHeads = h
+		if t.VocabSize != 30524 {
+			return c, errors.New("the vocabulary is not BERT's 30522 + [DEC], [ENC]: special ids unknown")
+		}
+		break
+	}
+	if p := shape("vision_proj.weight"); p != nil {
+		c.EmbedDim = int(p[0])
+	}
+	return c, c.Validate()
+}
