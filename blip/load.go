@@ -39,6 +39,8 @@ type LoadReport struct {
 	Ignored      []string `json:"ignored,omitempty"`    // "name (why)"
 	Converted    []string `json:"converted,omitempty"`  // tensors stored in another dtype
 	Warnings     []string `json:"warnings,omitempty"`
+
+	weightsKey string
 }
 
 // Clean reports whether every parameter was found with the right shape and nothing
@@ -77,7 +79,7 @@ func Load(path string, opts LoadOptions) (*Model, *LoadReport, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &LoadReport{Path: path, Format: ck.Format.String(), Naming: "hf"}
+	rep := &LoadReport{Path: path, Format: ck.Format.String(), Naming: "hf", weightsKey: ck.WeightsKey}
 	names := make([]string, len(ck.Tensors))
 	for i, r := range ck.Tensors {
 		names[i] = r.Name
@@ -102,10 +104,7 @@ func Load(path string, opts LoadOptions) (*Model, *LoadReport, error) {
 	rep.ConfigSource = src
 	parts := partsFromKeys(records)
 	if parts.TextEncoder && parts.TextDecoder {
-		enc, okE := records["text_encoder.encoder.layer.0.intermediate.dense.weight"]
-		dec, okD := records["text_decoder.bert.encoder.layer.0.intermediate.dense.weight"]
-		shared := okE && okD && enc.StorageKey == dec.StorageKey && enc.Offset == dec.Offset
-		parts.ShareText = shared || ck.Metadata["capfilt.shared_text"] == "true"
+		parts.ShareText = ck.Metadata["capfilt.shared_text"] == "true" || sharesTextWeights(records)
 	}
 	m, err := New(cfg, parts)
 	if err != nil {
@@ -143,6 +142,32 @@ func (m *Model) partNames() []string {
 }
 
 func (m *Model) hasParam(name string) bool { _, ok := m.ps.get(name); return ok }
+
+// sharesTextWeights tells a pretraining checkpoint, whose decoder shares the encoder's
+// weights but self-attention: torch saves the tie as one storage under both names, other
+// writers as equal copies. Every shared name is verified at load.
+func sharesTextWeights(records map[string]checkpoint.TensorRecord) bool {
+	enc, okE := records["text_encoder.encoder.layer.0.intermediate.dense.weight"]
+	dec, okD := records["text_decoder.bert.encoder.layer.0.intermediate.dense.weight"]
+	if !okE || !okD {
+		return false
+	}
+	if enc.StorageKey == dec.StorageKey && enc.Offset == dec.Offset {
+		return true
+	}
+	a, err1 := readRecord(enc)
+	b, err2 := readRecord(dec)
+	return err1 == nil && err2 == nil && len(a) > 0 && string(a) == string(b)
+}
+
+func readRecord(r checkpoint.TensorRecord) ([]byte, error) {
+	f, err := os.Open(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return r.ReadData(f)
+}
 
 func partsFromKeys(records map[string]checkpoint.TensorRecord) Parts {
 	var p Parts
@@ -234,10 +259,27 @@ func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkp
 		p.set(t)
 		rep.Loaded++
 	}
-	// Names of shared tensors (the decoder's copies of encoder weights) are consumed too.
-	for alias := range m.ps.aliases {
-		if _, ok := records[alias]; ok {
-			used[alias] = true
+	// Names of shared tensors (the decoder's copies of encoder weights) must hold the
+	// same values as the tensor they share.
+	for alias, owner := range m.ps.aliases {
+		r, ok := records[alias]
+		if !ok {
+			continue
+		}
+		used[alias] = true
+		p, _ := m.ps.get(owner)
+		if p.Tensor() == nil || r.StorageKey == records[owner].StorageKey && r.Offset == records[owner].Offset {
+			continue
+		}
+		t, err := view(r)
+		if err != nil {
+			return err
+		}
+		sc := torch.NewScope()
+		diff, err := sc.Track(t).ToDType(torch.Float32).Sub(p.Tensor()).Abs().Amax(false).Item()
+		sc.Close()
+		if err != nil || diff != 0 {
+			rep.Mismatched = append(rep.Mismatched, fmt.Sprintf("%s: should equal the shared %s (max |diff| %g, %v)", alias, owner, diff, err))
 		}
 	}
 	if err := m.checkTiedHead(records, used, view, rep); err != nil {
@@ -459,3 +501,6 @@ func inferConfig(records map[string]checkpoint.TensorRecord) (Config, error) {
 	}
 	return c, c.Validate()
 }
+
+// WeightsKey is informational: the dict key original checkpoints keep weights under.
+func (r *LoadReport) WeightsKey() string { return r.weightsKey }
