@@ -93,9 +93,9 @@ func TestKeyMappingTableIsOneToOne(t *testing.T) {
 		seen[o] = p.Name
 	}
 	for hf, orig := range map[string]string{
-		"vision_model.encoder.layers.11.self_attn.projection.weight": "visual_encoder.blocks.11.attn.proj.weight",
-		"vision_model.embeddings.class_embedding":                    "visual_encoder.cls_token",
-		"vision_model.post_layernorm.bias":                           "visual_encoder.norm.bias",
+		"vision_model.encoder.layers.11.self_attn.projection.weight":  "visual_encoder.blocks.11.attn.proj.weight",
+		"vision_model.embeddings.class_embedding":                     "visual_encoder.cls_token",
+		"vision_model.post_layernorm.bias":                            "visual_encoder.norm.bias",
 		"text_encoder.encoder.layer.3.crossattention.self.key.weight": "text_encoder.encoder.layer.3.crossattention.self.key.weight",
 	} {
 		if got := HFToOriginal(hf); got != orig {

@@ -25,6 +25,8 @@ type Model struct {
 
 	ps      *paramSet
 	release []func() // mappings and other resources the weights depend on
+	device  torch.Device
+	dtype   torch.DType
 }
 
 // TextDecoder is BLIP's BertLMHeadModel: the text transformer and the LM head.
@@ -67,7 +69,7 @@ func New(cfg Config, parts Parts) (*Model, error) {
 	if parts.ShareText && !(parts.TextEncoder && parts.TextDecoder) {
 		return nil, errors.New("blip: sharing text weights needs both the encoder and the decoder")
 	}
-	m := &Model{Config: cfg, SharedText: parts.ShareText}
+	m := &Model{Config: cfg, SharedText: parts.ShareText, device: torch.CPU, dtype: torch.Float32}
 	if parts.Vision {
 		m.VisionModel = newVisionModel(cfg.Vision)
 	}
@@ -185,6 +187,9 @@ var (
 func (m *Model) EncodeImage(pixels *torch.Tensor, train bool) *torch.Tensor {
 	if m.VisionModel == nil {
 		return torch.Failed(errNoVision)
+	}
+	if pixels.Device() != m.device || pixels.DType() != m.dtype {
+		pixels = pixels.To(m.device, m.dtype)
 	}
 	return m.VisionModel.Forward(pixels, train)
 }

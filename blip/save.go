@@ -1,6 +1,7 @@
 package blip
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -129,4 +130,9 @@ func (m *Model) SaveOriginal(path string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(filepath.Dir(path), "config.json"), cfg, 0o644)
+}
+
+func int64Reader(vals []int64) io.Reader {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals)*8)
+	return bytes.NewReader(b)
 }

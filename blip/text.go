@@ -148,7 +148,7 @@ func (m *TextModel) Forward(in TextInput) *torch.Tensor {
 	pos := sc.Ref(m.Embeddings.PositionEmbeddings).Narrow(0, past, t)
 	x := m.Embeddings.LayerNorm.Forward(torch.Embedding(m.Embeddings.WordEmbeddings, ids).Add(pos))
 	x = x.Dropout(m.cfg.Dropout, in.Train)
-	mask, err := selfAttentionMask(ids, in.Mask, past, in.Causal)
+	mask, err := selfAttentionMask(ids, in.Mask, past, in.Causal, m.Embeddings.WordEmbeddings.DType())
 	if err != nil {
 		return torch.Failed(err)
 	}
@@ -253,7 +253,7 @@ func (a *AttentionBlock) crossAttention(x, image *torch.Tensor, groups int, trai
 // selfAttentionMask builds BLIP's additive mask [B, 1, T, past+T]: 0 where a query may
 // attend a key, −10000 elsewhere (padding, and future keys when causal). A nil key mask
 // attends every key.
-func selfAttentionMask(ids, keyMask *torch.Tensor, past int64, causal bool) (*torch.Tensor, error) {
+func selfAttentionMask(ids, keyMask *torch.Tensor, past int64, causal bool, dt torch.DType) (*torch.Tensor, error) {
 	s := ids.Shape()
 	b, t := s[0], s[1]
 	total := past + t
@@ -294,8 +294,8 @@ func selfAttentionMask(ids, keyMask *torch.Tensor, past int64, causal bool) (*to
 		}
 	}
 	mask := ids.Scope().Track(torch.FromFloat32(m, b, 1, rows, total))
-	if dev := ids.Device(); dev != torch.CPU {
-		mask = mask.ToDevice(dev)
+	if dev := ids.Device(); dev != torch.CPU || dt != torch.Float32 {
+		mask = mask.To(dev, dt)
 	}
 	return mask, mask.Err()
 }
