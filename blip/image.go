@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/gif"
-	_ "image/jpeg" // registers "jpeg" with image.Decode
+	_ "image/gif"  // registers "gif" with image.Decode
+	_ "image/jpeg" // registers "jpeg"
 	_ "image/png"  // registers "png"
 
 	_ "golang.org/x/image/bmp"  // registers "bmp"
@@ -85,14 +85,8 @@ func DecodeImage(data []byte, limits ImageLimits) (img *RGBImage, format string,
 		return nil, format, fmt.Errorf("decode %s: %dx%d is %d pixels: %w of %d",
 			format, cfg.Width, cfg.Height, px, ErrImageTooLarge, limits.maxPixels())
 	}
-	var m image.Image
-	if format == "gif" {
-		// gif.Decode stops after the first frame; image.Decode would do the same,
-		// but the frame may cover only part of the logical screen.
-		m, err = gif.Decode(bytes.NewReader(data))
-	} else {
-		m, _, err = image.Decode(bytes.NewReader(data))
-	}
+	// For GIF this is the first frame only; the decoder stops there.
+	m, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, format, fmt.Errorf("decode %s: %w: %w", format, ErrImageCorrupt, err)
 	}

@@ -11,8 +11,15 @@ import "math"
 // source rows the vertical pass reads go through the horizontal pass, and a pass
 // whose size does not change is skipped, as in Pillow's ImagingResampleInner.
 //
-// w and h must be positive; src is not modified.
+// src is not modified. A non-positive w or h gives an empty 0×0 image and an empty
+// src a black one, where PIL would raise; neither reaches here from Preprocess.
 func ResizeBicubic(src *RGBImage, w, h int) *RGBImage {
+	if w <= 0 || h <= 0 {
+		return NewRGBImage(0, 0)
+	}
+	if src.Width <= 0 || src.Height <= 0 {
+		return NewRGBImage(w, h)
+	}
 	needH := w != src.Width
 	needV := h != src.Height
 	if !needH && !needV {

@@ -355,6 +355,18 @@ func TestResizeBicubicToTheSameSizeCopies(t *testing.T) {
 	}
 }
 
+func TestResizeBicubicDegenerateSizesDoNotPanic(t *testing.T) {
+	src := loadRGBPNG(t, "one_pixel.decoded.png")
+	for _, wh := range [][2]int{{0, 5}, {5, 0}, {-1, -1}} {
+		if out := ResizeBicubic(src, wh[0], wh[1]); out.Width != 0 || out.Height != 0 || len(out.Pix) != 0 {
+			t.Errorf("ResizeBicubic to %dx%d = %dx%d with %d samples, want empty", wh[0], wh[1], out.Width, out.Height, len(out.Pix))
+		}
+	}
+	if out := ResizeBicubic(NewRGBImage(0, 0), 3, 2); out.Width != 3 || out.Height != 2 || len(out.Pix) != 18 {
+		t.Errorf("ResizeBicubic of an empty image = %dx%d", out.Width, out.Height)
+	}
+}
+
 func TestPreprocessBatchIsolatesBadImages(t *testing.T) {
 	good1, good2 := readGolden(t, "photo.jpg"), readGolden(t, "rgb_noise.png")
 	images := [][]byte{good1, []byte("junk"), good2, pngHeaderOnly(100000, 100000)}

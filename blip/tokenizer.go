@@ -2,6 +2,7 @@ package blip
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -54,7 +55,7 @@ const (
 // their ids from the vocabulary if it lists them, else len(vocab) and len(vocab)+1.
 func NewTokenizer(vocab []string, norm TextNormalization) (*Tokenizer, error) {
 	t := &Tokenizer{
-		tokens:       vocab,
+		tokens:       slices.Clone(vocab),
 		vocab:        make(map[string]int64, len(vocab)),
 		norm:         norm,
 		unkToken:     tokenUnk,
@@ -116,13 +117,26 @@ func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 // Normalization reports the text normalisation this tokenizer applies.
 func (t *Tokenizer) Normalization() TextNormalization { return t.norm }
 
-func (t *Tokenizer) PadID() int64  { return t.pad }
-func (t *Tokenizer) UnkID() int64  { return t.unk }
-func (t *Tokenizer) ClsID() int64  { return t.cls }
-func (t *Tokenizer) SepID() int64  { return t.sep }
+// PadID is [PAD], the padding id (0 in bert-base).
+func (t *Tokenizer) PadID() int64 { return t.pad }
+
+// UnkID is [UNK], what an unmatched word becomes (100 in bert-base).
+func (t *Tokenizer) UnkID() int64 { return t.unk }
+
+// ClsID is [CLS], the first id of every encoding; it selects the unimodal encoder (101).
+func (t *Tokenizer) ClsID() int64 { return t.cls }
+
+// SepID is [SEP], the last id of every encoding and the decoder's EOS (102).
+func (t *Tokenizer) SepID() int64 { return t.sep }
+
+// MaskID is [MASK] (103).
 func (t *Tokenizer) MaskID() int64 { return t.mask }
-func (t *Tokenizer) DecID() int64  { return t.dec }
-func (t *Tokenizer) EncID() int64  { return t.enc }
+
+// DecID is [DEC], the decoder's bos, which selects the image-grounded decoder (30522).
+func (t *Tokenizer) DecID() int64 { return t.dec }
+
+// EncID is [ENC], which selects the image-grounded encoder (30523).
+func (t *Tokenizer) EncID() int64 { return t.enc }
 
 // Tokenize returns the WordPiece tokens of text, without [CLS]/[SEP].
 func (t *Tokenizer) Tokenize(text string) []string {
