@@ -48,7 +48,7 @@ the command line, each overriding the one before.`,
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 	pf.String("log-format", "text", "log format: text or json")
 	pf.Int("threads", 0, "CPU threads per tensor op (0: every CPU)")
-	root.AddCommand(newVersionCommand(a), newConfigCommand(a))
+	root.AddCommand(newVersionCommand(a), newConfigCommand(a), newModelCommand(a), newCaptionCommand(a), newScoreCommand(a))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	return root
 }
