@@ -138,6 +138,9 @@ func viewExtent(shape, strides []int64) (numel, extent int64, err error) {
 	return numel, last + 1, nil
 }
 
+// maxReadData bounds the copy ReadData makes.
+const maxReadData = 16 << 30
+
 // maxGatherWaste bounds how many unused bytes ReadData reads in one piece for a view
 // before it falls back to reading row by row.
 const maxGatherWaste = 64 << 20
@@ -153,17 +156,24 @@ func (r TensorRecord) ReadData(ra io.ReaderAt) ([]byte, error) {
 	if esz == 0 {
 		return nil, fmt.Errorf("tensor %q: invalid dtype", r.Name)
 	}
-	out := make([]byte, r.NumBytes())
-	if len(out) == 0 {
-		return out, nil
+	if r.NumBytes() > maxReadData {
+		return nil, fmt.Errorf("tensor %q: %d bytes is too large to copy; map the file instead", r.Name, r.NumBytes())
 	}
+	if r.NumBytes() == 0 {
+		return []byte{}, nil
+	}
+	start, end := r.Span()
+	var last [1]byte // the file must hold the whole span before anything is allocated for it
+	if err := readFull(ra, last[:], end-1); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", r.Name, err)
+	}
+	out := make([]byte, r.NumBytes())
 	if r.Contiguous() {
 		if err := readFull(ra, out, r.Offset); err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", r.Name, err)
 		}
 		return out, nil
 	}
-	start, end := r.Span()
 	strides := r.EffectiveStrides()
 	if end-start-int64(len(out)) <= maxGatherWaste {
 		span := make([]byte, end-start)
