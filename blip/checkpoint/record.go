@@ -15,7 +15,10 @@ import (
 //
 //	Offset + (i0*Strides[0] + i1*Strides[1] + ...) * DType.Size()
 //
-// of Path, little-endian. All bytes a record can touch lie inside
+// of Path, little-endian, with Strides taken as RowMajorStrides(Shape) when nil. Torch
+// storages start 64-byte aligned (torch and WriteTorchZip align them); safetensors data
+// is aligned to the element size only if the writer ordered it so (WriteSafetensors
+// does). All bytes a record can touch lie inside
 // [StorageOffset, StorageOffset+StorageBytes), which the reader has checked against the
 // file, so a loader may map that span once and build every view sharing StorageKey on it.
 type TensorRecord struct {
@@ -34,7 +37,7 @@ type TensorRecord struct {
 	// StorageKey is equal for records that view the same storage: torch saves tied
 	// weights (BLIP's shared encoder/decoder tensors, the LM head) as one storage
 	// referenced under several names. A safetensors tensor owns its bytes, so its key is
-	// unique to it.
+	// unique to it. The key is opaque; compare it, do not parse it.
 	StorageKey    string
 	StorageOffset int64 // absolute byte offset in Path where the storage starts
 	StorageBytes  int64 // length of the storage in bytes
