@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -119,5 +120,54 @@ func TestDictKeysCannotCostExponentialWork(t *testing.T) {
 	_, err := unpickle(p.Bytes(), plainHooks, defaultPickleLimits)
 	if err == nil || !strings.Contains(err.Error(), "dict key too large") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTorchAllowListBuildsOnlyWhatItKnows(t *testing.T) {
+	storage := &torchStorage{key: "0", dtype: U8, numel: 64, location: "cpu"}
+	v2args := pyTuple{storage, int64(4), pyTuple{int64(2), int64(3)}, pyTuple{int64(3), int64(1)}, false, newDict()}
+	g := func(module, name string) pyGlobal { return pyGlobal{module, name} }
+	rebuild := g("torch._utils", "_rebuild_tensor_v2")
+	tensor := &torchTensor{storage: storage, dtype: U8, offset: 4, shape: []int64{2, 3}, strides: []int64{3, 1}}
+	tests := []struct {
+		name string
+		fn   pyGlobal
+		args pyTuple
+		want any
+	}{
+		{"empty OrderedDict", g("collections", "OrderedDict"), pyTuple{}, newDict()},
+		{"OrderedDict of pairs", g("collections", "OrderedDict"), pyTuple{&pyList{items: []any{pyTuple{"a", int64(1)}}}}, dictOf("a", int64(1))},
+		{"tensor", rebuild, v2args, tensor},
+		{"tensor with metadata", rebuild, append(slices.Clone(v2args), newDict()), tensor},
+		{"parameter", g("torch._utils", "_rebuild_parameter"), pyTuple{tensor, true, newDict()}, tensor},
+		{"tensor subclass", g("torch._tensor", "_rebuild_from_type_v2"), pyTuple{rebuild, g("torch", "Tensor"), v2args, newDict()}, tensor},
+		{"v3 views bytes as a dtype", g("torch._utils", "_rebuild_tensor_v3"),
+			pyTuple{storage, int64(1), pyTuple{int64(2)}, pyTuple{int64(1)}, false, newDict(), g("torch", "float16")},
+			&torchTensor{storage: storage, dtype: F16, offset: 1, shape: []int64{2}, strides: []int64{1}}},
+		{"unknown global stays opaque", g("numpy", "dtype"), pyTuple{"i8"}, &pyObject{callable: g("numpy", "dtype"), args: pyTuple{"i8"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := torchCall(tt.fn, tt.args); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		fn   pyGlobal
+		args pyTuple
+		want string
+	}{
+		{g("collections", "OrderedDict"), pyTuple{int64(5)}, "dict from 1 arguments of type int"},
+		{rebuild, v2args[:4], "_rebuild_tensor_v2: 4 arguments"},
+		{rebuild, pyTuple{storage, int64(-1), pyTuple{}, pyTuple{}, false, nil}, "bad storage offset -1"},
+		{rebuild, pyTuple{storage, int64(0), pyTuple{int64(2)}, pyTuple{}, false, nil}, "0 strides for 1 dimensions"},
+		{rebuild, pyTuple{"storage", int64(0), pyTuple{}, pyTuple{}, false, nil}, "storage is a str"},
+		{g("torch._utils", "_rebuild_parameter"), pyTuple{int64(1), true, nil}, "expected a tensor, got int"},
+	} {
+		o, ok := torchCall(bad.fn, bad.args).(*pyObject)
+		if !ok || o.err == nil || !strings.Contains(o.err.Error(), bad.want) {
+			t.Errorf("%s%v: got %#v, want an opaque value with error %q", bad.fn, bad.args, o, bad.want)
+		}
 	}
 }

@@ -15,7 +15,10 @@ import (
 //
 //	Offset + (i0*Strides[0] + i1*Strides[1] + ...) * DType.Size()
 //
-// of Path, little-endian. All bytes a record can touch lie inside
+// of Path, little-endian, with Strides taken as RowMajorStrides(Shape) when nil. Torch
+// storages start 64-byte aligned (torch and WriteTorchZip align them); safetensors data
+// is aligned to the element size only if the writer ordered it so (WriteSafetensors
+// does). All bytes a record can touch lie inside
 // [StorageOffset, StorageOffset+StorageBytes), which the reader has checked against the
 // file, so a loader may map that span once and build every view sharing StorageKey on it.
 type TensorRecord struct {
@@ -34,7 +37,7 @@ type TensorRecord struct {
 	// StorageKey is equal for records that view the same storage: torch saves tied
 	// weights (BLIP's shared encoder/decoder tensors, the LM head) as one storage
 	// referenced under several names. A safetensors tensor owns its bytes, so its key is
-	// unique to it.
+	// unique to it. The key is opaque; compare it, do not parse it.
 	StorageKey    string
 	StorageOffset int64 // absolute byte offset in Path where the storage starts
 	StorageBytes  int64 // length of the storage in bytes
@@ -138,6 +141,9 @@ func viewExtent(shape, strides []int64) (numel, extent int64, err error) {
 	return numel, last + 1, nil
 }
 
+// maxReadData bounds the copy ReadData makes.
+const maxReadData = 16 << 30
+
 // maxGatherWaste bounds how many unused bytes ReadData reads in one piece for a view
 // before it falls back to reading row by row.
 const maxGatherWaste = 64 << 20
@@ -153,17 +159,24 @@ func (r TensorRecord) ReadData(ra io.ReaderAt) ([]byte, error) {
 	if esz == 0 {
 		return nil, fmt.Errorf("tensor %q: invalid dtype", r.Name)
 	}
-	out := make([]byte, r.NumBytes())
-	if len(out) == 0 {
-		return out, nil
+	if r.NumBytes() > maxReadData {
+		return nil, fmt.Errorf("tensor %q: %d bytes is too large to copy; map the file instead", r.Name, r.NumBytes())
 	}
+	if r.NumBytes() == 0 {
+		return []byte{}, nil
+	}
+	start, end := r.Span()
+	var last [1]byte // the file must hold the whole span before anything is allocated for it
+	if err := readFull(ra, last[:], end-1); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", r.Name, err)
+	}
+	out := make([]byte, r.NumBytes())
 	if r.Contiguous() {
 		if err := readFull(ra, out, r.Offset); err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", r.Name, err)
 		}
 		return out, nil
 	}
-	start, end := r.Span()
 	strides := r.EffectiveStrides()
 	if end-start-int64(len(out)) <= maxGatherWaste {
 		span := make([]byte, end-start)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -84,5 +85,22 @@ func TestReadDataGathersViewsInRowMajorOrder(t *testing.T) {
 	short := TensorRecord{Name: "w", DType: F32, Shape: []int64{4}, Offset: 8}
 	if _, err := short.ReadData(patternFile{size: 20}); err == nil {
 		t.Error("reading past the end of the file should fail")
+	}
+}
+
+func TestReadDataRefusesCopiesItCannotMake(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  TensorRecord
+		want string
+	}{
+		// A broadcast view of 4 bytes that would expand to 4 TiB.
+		{"huge broadcast", TensorRecord{Name: "w", DType: F32, Shape: []int64{1 << 40}, Strides: []int64{0}}, "too large to copy"},
+		{"span past the end of the file", TensorRecord{Name: "w", DType: U8, Shape: []int64{2}, Strides: []int64{1 << 20}}, "unexpected EOF"},
+	}
+	for _, tt := range tests {
+		if _, err := tt.rec.ReadData(patternFile{size: 1 << 10}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
+		}
 	}
 }

@@ -286,14 +286,27 @@ func locateStorage(entry *zip.File, st *torchStorage, fileSize int64) (*storageS
 func selectWeights(root any) (*pyDict, string, error) {
 	d, ok := root.(*pyDict)
 	if !ok {
-		return nil, "", fmt.Errorf("data.pkl holds a %s, not a dict of tensors", describe(root))
+		return nil, "", fmt.Errorf("data.pkl holds a %s, not a dict of tensors%s", describe(root), moduleHint(root))
 	}
 	for _, key := range []string{"model", "state_dict"} {
-		if v, ok := d.get(key); ok {
-			if inner, ok := v.(*pyDict); ok {
-				return inner, key, nil
-			}
+		v, ok := d.get(key)
+		if !ok {
+			continue
+		}
+		if inner, ok := v.(*pyDict); ok {
+			return inner, key, nil
+		}
+		if _, isTensor := v.(*torchTensor); !isTensor {
+			return nil, "", fmt.Errorf("%q holds a %s, not a dict of tensors%s", key, describe(v), moduleHint(v))
 		}
 	}
 	return d, "", nil
+}
+
+// moduleHint explains the usual cause of an object where a state dict should be.
+func moduleHint(v any) string {
+	if _, ok := v.(*pyObject); ok {
+		return " (torch.save(model) pickles the module itself; save model.state_dict() instead)"
+	}
+	return ""
 }

@@ -132,6 +132,8 @@ func TestReadTorchRejectsBrokenArchivesNamingWhatIsWrong(t *testing.T) {
 		{"no data.pkl", []archiveRecord{storage("0", 16)}, `no <archive>/data.pkl`},
 		{"top level is not a dict", []archiveRecord{{name: "archive/data.pkl", data: []byte("\x80\x02]q\x00.")}},
 			`data.pkl holds a list, not a dict of tensors`},
+		{"whole module pickled", []archiveRecord{{name: "archive/data.pkl", data: []byte("\x80\x02}X\x05\x00\x00\x00modelc__main__\nBLIP\n)\x81s.")}},
+			`"model" holds a __main__.BLIP object, not a dict of tensors (torch.save(model) pickles the module itself`},
 		{"dict without tensors", []archiveRecord{{name: "archive/data.pkl", data: []byte("\x80\x02}(X\x05\x00\x00\x00epochK\x03u.")}},
 			`no tensors in the top-level dict`},
 		{"corrupt pickle", []archiveRecord{{name: "archive/data.pkl", data: []byte("\x80\x02}(X\xff\x00\x00\x00epoch")}},

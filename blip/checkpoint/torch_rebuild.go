@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -39,10 +40,7 @@ func torchCall(callable any, args pyTuple) any {
 	)
 	switch g.String() {
 	case "collections.OrderedDict", "builtins.dict":
-		if len(args) == 0 {
-			return newDict()
-		}
-		err = fmt.Errorf("%s with arguments", g)
+		v, err = dictFromPairs(args)
 	case "torch._utils._rebuild_tensor_v2":
 		v, err = rebuildTensor(args, false)
 	case "torch._utils._rebuild_tensor_v3":
@@ -60,6 +58,34 @@ func torchCall(callable any, args pyTuple) any {
 		return &pyObject{callable: g, args: args, err: err}
 	}
 	return v
+}
+
+// dictFromPairs builds OrderedDict() or OrderedDict([(key, value), ...]).
+func dictFromPairs(args pyTuple) (*pyDict, error) {
+	d := newDict()
+	if len(args) == 0 {
+		return d, nil
+	}
+	var pairs []any
+	switch a := args[0].(type) {
+	case *pyList:
+		pairs = a.items
+	case pyTuple:
+		pairs = a
+	}
+	if len(args) != 1 || pairs == nil && args[0] != nil {
+		return nil, fmt.Errorf("dict from %d arguments of type %s", len(args), describe(args[0]))
+	}
+	for _, p := range pairs {
+		kv, ok := p.(pyTuple)
+		if !ok || len(kv) != 2 {
+			return nil, fmt.Errorf("dict item is a %s, not a (key, value) pair", describe(p))
+		}
+		if err := d.set(kv[0], kv[1]); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }
 
 func argTensor(args pyTuple, i int, fn string) (*torchTensor, error) {
@@ -204,7 +230,7 @@ func parseStoragePID(pid any) (*torchStorage, error) {
 	if st.location, ok = t[3].(string); !ok {
 		return nil, fmt.Errorf("storage location is a %s", describe(t[3]))
 	}
-	if st.numel, ok = t[4].(int64); !ok || st.numel < 0 || st.numel > 1<<60 {
+	if st.numel, ok = t[4].(int64); !ok || st.numel < 0 || st.numel > math.MaxInt64/8 {
 		return nil, fmt.Errorf("storage %q: bad numel %v", st.key, t[4])
 	}
 	return st, nil
