@@ -192,31 +192,9 @@ func partsFromKeys(records map[string]checkpoint.TensorRecord) Parts {
 
 // loadRecords gives every parameter its tensor from the checkpoint and fills the report.
 func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkpoint.TensorRecord, rep *LoadReport) error {
-	mappings := map[string]*torch.Mapping{}
-	defer func() {
-		for _, mp := range mappings {
-			mp.Close() // tensors keep their pages mapped
-		}
-	}()
-	view := func(r checkpoint.TensorRecord) (*torch.Tensor, error) {
-		mp, ok := mappings[r.Path]
-		if !ok {
-			var err error
-			if mp, err = torch.MapFile(r.Path); err != nil {
-				return nil, err
-			}
-			mappings[r.Path] = mp
-		}
-		dt, err := torchDType(r.DType)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
-		}
-		t := mp.Tensor(r.Offset, dt, r.Shape, r.Strides)
-		if err := t.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
-		}
-		return t, nil
-	}
+	mapper := newRecordMapper()
+	defer mapper.close()
+	view := mapper.view
 	used := map[string]bool{}
 	for _, p := range m.ps.list {
 		r, ok := records[p.Name]
@@ -340,6 +318,48 @@ func (m *Model) checkTiedHead(records map[string]checkpoint.TensorRecord, used m
 		}
 	}
 	return nil
+}
+
+// recordMapper builds tensors over checkpoint records, mapping each file once.
+type recordMapper struct {
+	maps map[string]*torch.Mapping
+}
+
+func newRecordMapper() *recordMapper { return &recordMapper{maps: map[string]*torch.Mapping{}} }
+
+// close drops the mapper's handles; tensors keep their pages mapped.
+func (rm *recordMapper) close() {
+	for _, mp := range rm.maps {
+		mp.Close()
+	}
+}
+
+// view returns an unscoped tensor over r's bytes: a view of the mapped file, or a copy
+// when the writer did not align the tensor to its element size.
+func (rm *recordMapper) view(r checkpoint.TensorRecord) (*torch.Tensor, error) {
+	dt, err := torchDType(r.DType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+	}
+	if r.Offset%int64(r.DType.Size()) != 0 {
+		data, err := readRecord(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+		}
+		return torch.FromBytes(data, dt, r.Shape...), nil
+	}
+	mp, ok := rm.maps[r.Path]
+	if !ok {
+		if mp, err = torch.MapFile(r.Path); err != nil {
+			return nil, err
+		}
+		rm.maps[r.Path] = mp
+	}
+	t := mp.Tensor(r.Offset, dt, r.Shape, r.Strides)
+	if err := t.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
+	}
+	return t, nil
 }
 
 func sameShape(a, b []int64) bool {

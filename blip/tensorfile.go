@@ -16,27 +16,15 @@ func ReadTensors(path string) (map[string]*torch.Tensor, error) {
 		return nil, err
 	}
 	out := map[string]*torch.Tensor{}
-	maps := map[string]*torch.Mapping{}
-	defer func() {
-		for _, m := range maps {
-			m.Close()
-		}
-	}()
+	mapper := newRecordMapper()
+	defer mapper.close()
 	for _, r := range ck.Tensors {
-		mp, ok := maps[r.Path]
-		if !ok {
-			if mp, err = torch.MapFile(r.Path); err != nil {
-				return nil, err
-			}
-			maps[r.Path] = mp
-		}
-		dt, err := torchDType(r.DType)
+		t, err := mapper.view(r)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", path, r.Name, err)
-		}
-		t := mp.Tensor(r.Offset, dt, r.Shape, r.Strides)
-		if err := t.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", path, r.Name, err)
+			for _, done := range out {
+				done.Free()
+			}
+			return nil, err
 		}
 		out[r.Name] = t
 	}

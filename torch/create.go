@@ -263,3 +263,12 @@ func (m *Mapping) Close() {
 		m.m = nil
 	}
 }
+
+// FromBytes copies raw little-endian elements of dt into a new CPU tensor.
+func FromBytes(data []byte, dt DType, shape ...int64) *Tensor {
+	size := dt.Size()
+	if size == 0 || len(data)%size != 0 {
+		return errTensor(&Error{Op: "from_bytes", Msg: fmt.Sprintf("%d bytes are not whole %v elements", len(data), dt)})
+	}
+	return fromData("from_bytes", unsafe.Pointer(unsafe.SliceData(data)), len(data)/size, dt, shape)
+}
