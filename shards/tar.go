@@ -75,8 +75,12 @@ func (r *tarReader) Next() (Sample, error) {
 func (r *tarReader) step() {
 	hdr, err := r.tr.Next()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) && r.in.zeroTail >= tarBlockSize {
 			r.err = io.EOF
+		} else if errors.Is(err, io.EOF) {
+			// archive/tar takes a stream that stops exactly between two members for a
+			// complete archive; only the zero blocks that end a tar say it is whole.
+			r.err = r.corrupt(errors.New("no end-of-archive marker"))
 		} else {
 			r.err = r.corrupt(err)
 		}
@@ -119,7 +123,7 @@ func (r *tarReader) Close() error { return nil }
 
 // corrupt wraps a tar error with where it happened.
 func (r *tarReader) corrupt(err error) error {
-	if errors.Is(err, io.EOF) {
+	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
 	where := "at the start"
@@ -259,13 +263,27 @@ func readAllSized(r io.Reader, size int64) ([]byte, error) {
 	return buf, nil
 }
 
+const tarBlockSize = 512
+
+// countingReader counts the bytes read, to say where a shard broke, and how many zero
+// bytes ended what was read, to tell the end-of-archive marker from a cut.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r        io.Reader
+	n        int64
+	zeroTail int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	i := n
+	for i > 0 && p[i-1] == 0 {
+		i--
+	}
+	if i == 0 {
+		c.zeroTail += int64(n)
+	} else {
+		c.zeroTail = int64(n - i)
+	}
 	return n, err
 }
