@@ -237,12 +237,7 @@ func metaInt(meta map[string]any, field string) int {
 // names are split all the same, so the members of one unsafe key are reported together.
 func splitMemberName(name string) (key, ext string, safe bool) {
 	name = strings.TrimPrefix(name, "./")
-	safe = name != "" && utf8.ValidString(name) && !strings.ContainsAny(name, "\\\x00") && !path.IsAbs(name)
-	for _, elem := range strings.Split(name, "/") {
-		if elem == ".." {
-			safe = false
-		}
-	}
+	safe = safeName(name)
 	if safe {
 		name = path.Clean(name)
 	}
@@ -251,6 +246,19 @@ func splitMemberName(name string) (key, ext string, safe bool) {
 		return name, "", safe
 	}
 	return name[:dot], strings.ToLower(name[dot+1:]), safe
+}
+
+// safeName reports whether a member name or key stays inside the folder it is read into.
+func safeName(name string) bool {
+	if name == "" || !utf8.ValidString(name) || strings.ContainsAny(name, "\\\x00") || path.IsAbs(name) {
+		return false
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // readAllSized reads exactly size bytes, the size a tar header declared, so a lying header
