@@ -1,0 +1,339 @@
+package shards
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Caption sources.
+const (
+	SourceWeb       = "web"
+	SourceSynthetic = "synthetic"
+)
+
+// Caption is one caption of an image with the filter's scores for it: ITM is the
+// image-text matching probability in [0,1], ITC the image-text cosine similarity in [-1,1].
+type Caption struct {
+	Text   string
+	Source string // SourceWeb or SourceSynthetic
+	ITM    float32
+	ITC    float32
+}
+
+// CleanedRow is one image that kept at least one caption.
+type CleanedRow struct {
+	Key         string
+	SourceShard string // the input shard's URL
+	URL         string // where the image came from; "" is stored as null
+	Image       []byte // the original encoded bytes, not re-encoded; nil when images are omitted
+	Width       int
+	Height      int
+	Captions    []Caption // the accepted captions, at least one
+	Rejected    []Caption // the rejected captions; written only with CleanedOptions.WithRejected
+	Captioner   string    // the captioner model id
+	Filter      string    // the filter model id
+}
+
+// CleanedMeta is stored in the file's key/value metadata, so every output file says what
+// made it.
+type CleanedMeta struct {
+	Version    string             // capfilt's version
+	RunID      string             // the run that wrote the file
+	Captioner  string             // captioner model id
+	Filter     string             // filter model id
+	Thresholds map[string]float64 // the accept rule, e.g. {"itm": 0.5}
+	Extra      map[string]string  // anything else, stored under "capfilt.<key>"
+}
+
+// Metadata keys of the cleaned Parquet.
+const (
+	metaPrefix        = "capfilt."
+	metaSchemaVersion = metaPrefix + "schema_version"
+	metaVersion       = metaPrefix + "version"
+	metaRunID         = metaPrefix + "run_id"
+	metaCaptioner     = metaPrefix + "captioner"
+	metaFilter        = metaPrefix + "filter"
+	metaThresholds    = metaPrefix + "thresholds"
+	cleanedSchemaV    = "1"
+)
+
+// CleanedOptions shape the cleaned file. The zero value writes images, no rejected
+// captions, and row groups of about DefaultRowGroupBytes.
+type CleanedOptions struct {
+	// OmitImages leaves the image column out of the schema: a captions-only file for
+	// inspection, which the trainer cannot train on.
+	OmitImages bool
+	// WithRejected adds a "rejected" column (the same list<struct> as "captions") holding
+	// the captions the filter dropped, with their scores, for audit. It is a separate
+	// column, present only when asked for, so that readers of accepted data pay nothing.
+	WithRejected bool
+	// RowGroupBytes starts a new row group after about this many bytes of row data.
+	RowGroupBytes int64
+	// ZstdLevel is the zstd level of every column (default 3). Images are already
+	// entropy-coded, so a higher level buys little there.
+	ZstdLevel int
+}
+
+// DefaultRowGroupBytes makes row groups that a reader streams in a few dozen large reads
+// and that a writer can buffer.
+const DefaultRowGroupBytes = 128 << 20
+
+const (
+	cleanedBatchBytes = 8 << 20 // rows are handed to the Parquet encoder in batches of about this
+	cleanedBatchRows  = 4096
+)
+
+var captionStruct = arrow.StructOf(
+	arrow.Field{Name: "text", Type: arrow.BinaryTypes.String},
+	arrow.Field{Name: "source", Type: arrow.BinaryTypes.String},
+	arrow.Field{Name: "itm", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "itc", Type: arrow.PrimitiveTypes.Float32},
+)
+
+// CleanedSchema is the Arrow schema of the cleaned Parquet for the given options.
+func CleanedSchema(opts CleanedOptions) *arrow.Schema {
+	fields := []arrow.Field{
+		{Name: "key", Type: arrow.BinaryTypes.String},
+		{Name: "source_shard", Type: arrow.BinaryTypes.String},
+		{Name: "url", Type: arrow.BinaryTypes.String, Nullable: true},
+	}
+	if !opts.OmitImages {
+		fields = append(fields, arrow.Field{Name: "image", Type: arrow.BinaryTypes.Binary})
+	}
+	fields = append(fields,
+		arrow.Field{Name: "width", Type: arrow.PrimitiveTypes.Int32},
+		arrow.Field{Name: "height", Type: arrow.PrimitiveTypes.Int32},
+		arrow.Field{Name: "captions", Type: arrow.ListOfNonNullable(captionStruct)},
+		arrow.Field{Name: "captioner", Type: arrow.BinaryTypes.String},
+		arrow.Field{Name: "filter", Type: arrow.BinaryTypes.String},
+	)
+	if opts.WithRejected {
+		fields = append(fields, arrow.Field{Name: "rejected", Type: arrow.ListOfNonNullable(captionStruct)})
+	}
+	return arrow.NewSchema(fields, nil)
+}
+
+// CleanedWriter writes the cleaned Parquet of one shard, zstd-compressed, row group by
+// row group. It holds at most one row group's encoded pages in memory.
+type CleanedWriter struct {
+	opts    CleanedOptions
+	schema  *arrow.Schema
+	fw      *pqarrow.FileWriter
+	b       *array.RecordBuilder
+	batchN  int   // rows in the builder
+	batchB  int64 // their bytes
+	groupB  int64 // bytes in the current row group
+	rows    int64
+	closed  bool
+	lastErr error
+}
+
+// NewCleanedWriter starts a cleaned Parquet on w. Close finishes the file but does not
+// close w: publishing it (ObjectWriter.Close) is the caller's decision.
+func NewCleanedWriter(w io.Writer, meta CleanedMeta, opts CleanedOptions) (*CleanedWriter, error) {
+	if opts.RowGroupBytes <= 0 {
+		opts.RowGroupBytes = DefaultRowGroupBytes
+	}
+	if opts.ZstdLevel == 0 {
+		opts.ZstdLevel = 3
+	}
+	md, err := meta.keyValues()
+	if err != nil {
+		return nil, err
+	}
+	schema := CleanedSchema(opts)
+	schema = arrow.NewSchema(schema.Fields(), &md)
+	props := parquet.NewWriterProperties(
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithCompressionLevel(opts.ZstdLevel),
+		parquet.WithCreatedBy("capfilt "+meta.Version),
+		// Image bytes are unique: a dictionary only wastes time, and min/max statistics
+		// would copy whole images into every page header.
+		parquet.WithDictionaryFor("image", false),
+		parquet.WithStatsFor("image", false),
+		parquet.WithDictionaryFor("key", false),
+		parquet.WithDictionaryFor("url", false),
+		parquet.WithMaxRowGroupLength(1<<40), // row groups are cut by bytes, below
+	)
+	fw, err := pqarrow.NewFileWriter(schema, noCloseWriter{w}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		return nil, fmt.Errorf("cleaned parquet: %w", err)
+	}
+	return &CleanedWriter{opts: opts, schema: schema, fw: fw, b: array.NewRecordBuilder(memory.DefaultAllocator, schema)}, nil
+}
+
+// noCloseWriter hides Close from the Parquet writer, which would otherwise close (and so
+// publish) the object it writes to.
+type noCloseWriter struct{ w io.Writer }
+
+func (n noCloseWriter) Write(p []byte) (int, error) { return n.w.Write(p) }
+
+func (m CleanedMeta) keyValues() (arrow.Metadata, error) {
+	keys := []string{metaSchemaVersion, metaVersion, metaRunID, metaCaptioner, metaFilter}
+	vals := []string{cleanedSchemaV, m.Version, m.RunID, m.Captioner, m.Filter}
+	if m.Thresholds != nil {
+		th, err := json.Marshal(m.Thresholds)
+		if err != nil {
+			return arrow.Metadata{}, fmt.Errorf("cleaned parquet metadata: thresholds: %w", err)
+		}
+		keys, vals = append(keys, metaThresholds), append(vals, string(th))
+	}
+	for k, v := range m.Extra {
+		if slices.Contains(keys, metaPrefix+k) {
+			return arrow.Metadata{}, fmt.Errorf("cleaned parquet metadata: extra key %q clashes with a fixed one", k)
+		}
+		keys, vals = append(keys, metaPrefix+k), append(vals, v)
+	}
+	return arrow.NewMetadata(keys, vals), nil
+}
+
+// Write adds one row. A row that breaks the schema's rules is refused with an error
+// naming its key, and the file stays valid.
+func (w *CleanedWriter) Write(row CleanedRow) error {
+	if w.closed {
+		return errors.New("cleaned parquet: write after close")
+	}
+	if w.lastErr != nil {
+		return w.lastErr
+	}
+	if err := w.check(row); err != nil {
+		return err
+	}
+	size := w.appendRow(row)
+	w.batchN++
+	w.batchB += size
+	w.groupB += size
+	w.rows++
+	if w.batchB >= cleanedBatchBytes || w.batchN >= cleanedBatchRows || w.groupB >= w.opts.RowGroupBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *CleanedWriter) check(row CleanedRow) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("cleaned row %q: %s", row.Key, fmt.Sprintf(format, args...))
+	}
+	if row.Key == "" {
+		return errors.New("cleaned row: empty key")
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{"key", row.Key}, {"source_shard", row.SourceShard}, {"url", row.URL}, {"captioner", row.Captioner}, {"filter", row.Filter},
+	} {
+		if !utf8.ValidString(f.value) {
+			return bad("%s is not UTF-8", f.name)
+		}
+	}
+	if len(row.Captions) == 0 {
+		return bad("no accepted caption; images whose captions were all rejected are not written")
+	}
+	if !w.opts.OmitImages && len(row.Image) == 0 {
+		return bad("no image bytes")
+	}
+	if row.Width < 0 || row.Height < 0 || row.Width > 1<<31-1 || row.Height > 1<<31-1 {
+		return bad("size %dx%d out of range", row.Width, row.Height)
+	}
+	for _, c := range append(row.Captions, row.Rejected...) {
+		if c.Source != SourceWeb && c.Source != SourceSynthetic {
+			return bad("caption source %q, want %q or %q", c.Source, SourceWeb, SourceSynthetic)
+		}
+		if !utf8.ValidString(c.Text) {
+			return bad("caption %q is not UTF-8", c.Text)
+		}
+	}
+	return nil
+}
+
+// appendRow adds row to the builders and returns about how many bytes it holds.
+func (w *CleanedWriter) appendRow(row CleanedRow) int64 {
+	f := 0
+	next := func() array.Builder { b := w.b.Field(f); f++; return b }
+	next().(*array.StringBuilder).Append(row.Key)
+	next().(*array.StringBuilder).Append(row.SourceShard)
+	if ub := next().(*array.StringBuilder); row.URL == "" {
+		ub.AppendNull()
+	} else {
+		ub.Append(row.URL)
+	}
+	if !w.opts.OmitImages {
+		next().(*array.BinaryBuilder).Append(row.Image)
+	}
+	next().(*array.Int32Builder).Append(int32(row.Width))
+	next().(*array.Int32Builder).Append(int32(row.Height))
+	size := int64(len(row.Key)+len(row.SourceShard)+len(row.URL)+len(row.Image)+len(row.Captioner)+len(row.Filter)) + 8
+	size += appendCaptions(next().(*array.ListBuilder), row.Captions)
+	next().(*array.StringBuilder).Append(row.Captioner)
+	next().(*array.StringBuilder).Append(row.Filter)
+	if w.opts.WithRejected {
+		size += appendCaptions(next().(*array.ListBuilder), row.Rejected)
+	}
+	return size
+}
+
+func appendCaptions(lb *array.ListBuilder, captions []Caption) int64 {
+	lb.Append(true)
+	sb := lb.ValueBuilder().(*array.StructBuilder)
+	var size int64
+	for _, c := range captions {
+		sb.Append(true)
+		sb.FieldBuilder(0).(*array.StringBuilder).Append(c.Text)
+		sb.FieldBuilder(1).(*array.StringBuilder).Append(c.Source)
+		sb.FieldBuilder(2).(*array.Float32Builder).Append(c.ITM)
+		sb.FieldBuilder(3).(*array.Float32Builder).Append(c.ITC)
+		size += int64(len(c.Text)+len(c.Source)) + 8
+	}
+	return size
+}
+
+// flush hands the buffered rows to the encoder and cuts the row group when it is full.
+func (w *CleanedWriter) flush() error {
+	if w.batchN == 0 {
+		return nil
+	}
+	rec := w.b.NewRecordBatch()
+	defer rec.Release()
+	w.batchN, w.batchB = 0, 0
+	if err := w.fw.WriteBuffered(rec); err != nil {
+		w.lastErr = fmt.Errorf("cleaned parquet: encode rows: %w", err)
+		return w.lastErr
+	}
+	if w.groupB >= w.opts.RowGroupBytes {
+		w.groupB = 0
+		if err := w.fw.NewBufferedRowGroupChecked(); err != nil {
+			w.lastErr = fmt.Errorf("cleaned parquet: write row group: %w", err)
+			return w.lastErr
+		}
+	}
+	return nil
+}
+
+// Rows is how many rows were written.
+func (w *CleanedWriter) Rows() int64 { return w.rows }
+
+// Close writes the last rows and the footer.
+func (w *CleanedWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	defer w.b.Release()
+	err := w.lastErr
+	if err == nil {
+		err = w.flush()
+	}
+	if cerr := w.fw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cleaned parquet: finish file: %w", cerr)
+	}
+	return err
+}

@@ -1,0 +1,264 @@
+package shards
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// CleanedReadOptions choose what OpenCleaned reads.
+type CleanedReadOptions struct {
+	// SkipImages leaves the image column unread (Image stays nil): a pass over the
+	// captions and scores then reads a small fraction of the file.
+	SkipImages bool
+}
+
+// CleanedReader streams the rows of a cleaned Parquet back, one record batch at a time.
+type CleanedReader struct {
+	name     string
+	pf       *file.Reader
+	rr       pqarrow.RecordReader
+	meta     CleanedMeta
+	rows     int64
+	hasImage bool
+	hasRej   bool
+
+	rec  arrow.RecordBatch
+	cols cleanedColumns
+	row  int
+	err  error
+}
+
+type cleanedColumns struct {
+	key, shard, url, captioner, filter *array.String
+	image                              *array.Binary
+	width, height                      *array.Int32
+	captions, rejected                 *array.List
+}
+
+// OpenCleaned opens a cleaned Parquet for streaming. name is used in errors only; closing
+// the reader does not close r.
+func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *CleanedReader, err error) {
+	defer recoverMalformed(name, &err)
+	props := parquet.NewReaderProperties(memory.DefaultAllocator)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = parquetBufferSize
+	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, r.Size()), file.WithReadProps(props))
+	if err != nil {
+		return nil, fmt.Errorf("cleaned parquet %s: %w", name, err)
+	}
+	fail := func(err error) (*CleanedReader, error) {
+		pf.Close()
+		return nil, fmt.Errorf("cleaned parquet %s: %w", name, err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: batchRows(pf)}, memory.DefaultAllocator)
+	if err != nil {
+		return fail(err)
+	}
+	schema, err := fr.Schema()
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkCleanedSchema(schema); err != nil {
+		return fail(err)
+	}
+	cr := &CleanedReader{name: name, pf: pf, rows: pf.NumRows(), hasRej: schema.HasField("rejected")}
+	cr.hasImage = schema.HasField("image") && !opts.SkipImages
+	if cr.meta, err = cleanedMetaFrom(schema.Metadata()); err != nil {
+		return fail(err)
+	}
+	var leaves []int
+	for i := range pf.MetaData().Schema.NumColumns() {
+		path := pf.MetaData().Schema.Column(i).ColumnPath().String()
+		if path == "image" && !cr.hasImage {
+			continue
+		}
+		leaves = append(leaves, i)
+	}
+	if cr.rr, err = fr.GetRecordReader(context.Background(), leaves, nil); err != nil {
+		return fail(err)
+	}
+	return cr, nil
+}
+
+// checkCleanedSchema refuses a file that is not a cleaned capfilt Parquet, saying why.
+func checkCleanedSchema(sc *arrow.Schema) error {
+	want := CleanedSchema(CleanedOptions{WithRejected: sc.HasField("rejected"), OmitImages: !sc.HasField("image")})
+	for _, f := range want.Fields() {
+		idx := sc.FieldIndices(f.Name)
+		if len(idx) != 1 {
+			return fmt.Errorf("not a cleaned capfilt Parquet: no %q column", f.Name)
+		}
+		if got := sc.Field(idx[0]).Type; !arrow.TypeEqual(got, f.Type) {
+			return fmt.Errorf("not a cleaned capfilt Parquet: column %q is %s, want %s", f.Name, got, f.Type)
+		}
+	}
+	return nil
+}
+
+func cleanedMetaFrom(md arrow.Metadata) (CleanedMeta, error) {
+	get := func(k string) string {
+		if i := md.FindKey(k); i >= 0 {
+			return md.Values()[i]
+		}
+		return ""
+	}
+	m := CleanedMeta{Version: get(metaVersion), RunID: get(metaRunID), Captioner: get(metaCaptioner), Filter: get(metaFilter)}
+	if th := get(metaThresholds); th != "" {
+		if err := json.Unmarshal([]byte(th), &m.Thresholds); err != nil {
+			return m, fmt.Errorf("metadata %s: %w", metaThresholds, err)
+		}
+	}
+	for i, k := range md.Keys() {
+		switch k {
+		case metaSchemaVersion, metaVersion, metaRunID, metaCaptioner, metaFilter, metaThresholds:
+			continue
+		}
+		if extra, ok := strings.CutPrefix(k, metaPrefix); ok {
+			if m.Extra == nil {
+				m.Extra = map[string]string{}
+			}
+			m.Extra[extra] = md.Values()[i]
+		}
+	}
+	return m, nil
+}
+
+// Meta is what the file says made it.
+func (r *CleanedReader) Meta() CleanedMeta { return r.meta }
+
+// NumRows is the number of rows in the file.
+func (r *CleanedReader) NumRows() int64 { return r.rows }
+
+// HasImages reports whether rows come with their image bytes.
+func (r *CleanedReader) HasImages() bool { return r.hasImage }
+
+// Next returns the next row, or io.EOF after the last.
+func (r *CleanedReader) Next() (CleanedRow, error) {
+	if r.err != nil {
+		return CleanedRow{}, r.err
+	}
+	row, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return row, err
+}
+
+func (r *CleanedReader) next() (row CleanedRow, err error) {
+	defer recoverMalformed(r.name, &err)
+	for r.rec == nil || r.row >= int(r.rec.NumRows()) {
+		if r.rec != nil {
+			r.rec.Release()
+			r.rec = nil
+		}
+		rec, err := r.rr.Read()
+		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
+			return CleanedRow{}, io.EOF
+		}
+		if err != nil {
+			return CleanedRow{}, fmt.Errorf("cleaned parquet %s: %w", r.name, err)
+		}
+		rec.Retain()
+		r.rec, r.row = rec, 0
+		if err := r.bind(); err != nil {
+			return CleanedRow{}, fmt.Errorf("cleaned parquet %s: %w", r.name, err)
+		}
+	}
+	i := r.row
+	r.row++
+	c := r.cols
+	row = CleanedRow{
+		Key:         strings.Clone(c.key.Value(i)),
+		SourceShard: strings.Clone(c.shard.Value(i)),
+		Width:       int(c.width.Value(i)),
+		Height:      int(c.height.Value(i)),
+		Captions:    captionsAt(c.captions, i),
+		Captioner:   strings.Clone(c.captioner.Value(i)),
+		Filter:      strings.Clone(c.filter.Value(i)),
+	}
+	if c.url.IsValid(i) {
+		row.URL = strings.Clone(c.url.Value(i))
+	}
+	if c.image != nil {
+		row.Image = bytes.Clone(c.image.Value(i))
+	}
+	if c.rejected != nil {
+		row.Rejected = captionsAt(c.rejected, i)
+	}
+	return row, nil
+}
+
+func (r *CleanedReader) bind() (err error) {
+	sc := r.rec.Schema()
+	col := func(name string) arrow.Array {
+		if idx := sc.FieldIndices(name); len(idx) == 1 {
+			return r.rec.Column(idx[0])
+		}
+		return nil
+	}
+	var ok [10]bool
+	r.cols = cleanedColumns{}
+	r.cols.key, ok[0] = col("key").(*array.String)
+	r.cols.shard, ok[1] = col("source_shard").(*array.String)
+	r.cols.url, ok[2] = col("url").(*array.String)
+	r.cols.width, ok[3] = col("width").(*array.Int32)
+	r.cols.height, ok[4] = col("height").(*array.Int32)
+	r.cols.captions, ok[5] = col("captions").(*array.List)
+	r.cols.captioner, ok[6] = col("captioner").(*array.String)
+	r.cols.filter, ok[7] = col("filter").(*array.String)
+	ok[8], ok[9] = true, true
+	if r.hasImage {
+		r.cols.image, ok[8] = col("image").(*array.Binary)
+	}
+	if r.hasRej {
+		r.cols.rejected, ok[9] = col("rejected").(*array.List)
+	}
+	for _, good := range ok {
+		if !good {
+			return errors.New("record batch does not match the cleaned schema")
+		}
+	}
+	return nil
+}
+
+func captionsAt(l *array.List, i int) []Caption {
+	start, end := l.ValueOffsets(i)
+	if start == end {
+		return nil
+	}
+	st := l.ListValues().(*array.Struct)
+	text := st.Field(0).(*array.String)
+	source := st.Field(1).(*array.String)
+	itm := st.Field(2).(*array.Float32)
+	itc := st.Field(3).(*array.Float32)
+	out := make([]Caption, 0, end-start)
+	for j := int(start); j < int(end); j++ {
+		out = append(out, Caption{
+			Text: strings.Clone(text.Value(j)), Source: strings.Clone(source.Value(j)),
+			ITM: itm.Value(j), ITC: itc.Value(j),
+		})
+	}
+	return out
+}
+
+// Close releases the reader.
+func (r *CleanedReader) Close() error {
+	if r.rec != nil {
+		r.rec.Release()
+		r.rec = nil
+	}
+	r.rr.Release()
+	return r.pf.Close()
+}

@@ -1,0 +1,422 @@
+package shards
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// ParquetColumns names the columns of an input Parquet shard. Empty names are detected
+// from the schema: img2dataset's layout (a "jpg", "png", "webp" or "image" bytes column,
+// "caption", "url", "key") and HF datasets' (an "image" struct {bytes, path}, "text" or
+// "caption") need no flags. They are what --image-column / --caption-column set.
+type ParquetColumns struct {
+	Image   string // a binary column, or a struct with a binary "bytes" field
+	Caption string // a string column (or binary holding UTF-8)
+	URL     string // optional
+	Key     string // optional; without one, the row number is the key
+}
+
+var (
+	imageColumnNames   = []string{"jpg", "jpeg", "png", "webp", "image", "img"}
+	captionColumnNames = []string{"caption", "text", "txt"}
+)
+
+const (
+	// parquetBufferSize is how much one buffered read of a column chunk asks for: on S3
+	// each is a ranged GET, so it must be large; on disk it is simply memory.
+	parquetBufferSize = 4 << 20
+	// parquetBatchBytes sizes record batches: about this many bytes of rows at a time.
+	parquetBatchBytes = 8 << 20
+	maxParquetBatch   = 1024
+)
+
+// OpenParquet streams the samples of an input Parquet shard record batch by record batch,
+// reading only the columns it needs; a row group is never read whole. name is used in
+// errors only. Closing the reader does not close r.
+func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) (_ SampleReader, err error) {
+	defer recoverMalformed(name, &err)
+	lim = lim.withDefaults()
+	props := parquet.NewReaderProperties(memory.DefaultAllocator)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = parquetBufferSize
+	// A page holds one cell at least, so it may be as large as the largest image allowed;
+	// a header claiming more is a corrupt file, not a reason to allocate gigabytes.
+	props.MaxUncompressedPageSize = max(64<<20, 2*lim.MaxMemberBytes)
+	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, r.Size()), file.WithReadProps(props))
+	if err != nil {
+		return nil, fmt.Errorf("parquet shard %s: %w", name, err)
+	}
+	fail := func(err error) (SampleReader, error) {
+		pf.Close()
+		return nil, fmt.Errorf("parquet shard %s: %w", name, err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: batchRows(pf)}, memory.DefaultAllocator)
+	if err != nil {
+		return fail(err)
+	}
+	schema, err := fr.Schema()
+	if err != nil {
+		return fail(err)
+	}
+	plan, err := planColumns(schema, cols)
+	if err != nil {
+		return fail(err)
+	}
+	var leaves []int
+	for _, path := range plan.leafPaths() {
+		idx := pf.MetaData().Schema.ColumnIndexByName(path)
+		if idx < 0 {
+			return fail(fmt.Errorf("column %q: not a readable leaf column", path))
+		}
+		leaves = append(leaves, idx)
+	}
+	rr, err := fr.GetRecordReader(context.Background(), leaves, nil)
+	if err != nil {
+		return fail(err)
+	}
+	return &parquetReader{name: name, lim: lim, pf: pf, rr: rr, plan: plan}, nil
+}
+
+// batchRows picks the record batch length so that one batch holds about
+// parquetBatchBytes, judged by the widest row group.
+func batchRows(pf *file.Reader) int64 {
+	widest := int64(1)
+	for i := range pf.NumRowGroups() {
+		rg := pf.MetaData().RowGroup(i)
+		if rows := rg.NumRows(); rows > 0 {
+			widest = max(widest, rg.TotalByteSize()/rows)
+		}
+	}
+	return min(max(parquetBatchBytes/widest, 1), maxParquetBatch)
+}
+
+// columnPlan is where each part of a sample comes from.
+type columnPlan struct {
+	image, imageField     string // imageField is "bytes" when image is a struct
+	caption, url, key     string
+	width, height         string
+	imageExtFromName      string
+	captionIsBinaryColumn bool
+}
+
+func (p columnPlan) leafPaths() []string {
+	paths := []string{p.image, p.caption}
+	if p.imageField != "" {
+		paths[0] += "." + p.imageField
+	}
+	for _, c := range []string{p.url, p.key, p.width, p.height} {
+		if c != "" {
+			paths = append(paths, c)
+		}
+	}
+	return paths
+}
+
+func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
+	var plan columnPlan
+	field := func(name string) (arrow.Field, bool) {
+		idx := sc.FieldIndices(name)
+		if len(idx) != 1 {
+			return arrow.Field{}, false
+		}
+		return sc.Field(idx[0]), true
+	}
+	var names []string
+	for _, f := range sc.Fields() {
+		names = append(names, f.Name)
+	}
+	pick := func(role, explicit string, candidates []string, required bool) (string, error) {
+		if explicit != "" {
+			if _, ok := field(explicit); !ok {
+				return "", fmt.Errorf("%s column %q not found; the columns are %s", role, explicit, strings.Join(names, ", "))
+			}
+			return explicit, nil
+		}
+		for _, c := range candidates {
+			if _, ok := field(c); ok {
+				return c, nil
+			}
+		}
+		if required {
+			return "", fmt.Errorf("no %s column found among %s; name it with --%s-column", role, strings.Join(names, ", "), role)
+		}
+		return "", nil
+	}
+	var err error
+	if plan.image, err = pick("image", cols.Image, imageColumnNames, true); err != nil {
+		return plan, err
+	}
+	imgField, _ := field(plan.image)
+	switch t := imgField.Type.(type) {
+	case *arrow.BinaryType, *arrow.LargeBinaryType:
+	case *arrow.StructType:
+		bf, ok := t.FieldByName("bytes")
+		if !ok || !isBinaryType(bf.Type) {
+			return plan, fmt.Errorf("image column %q is a struct without a binary \"bytes\" field", plan.image)
+		}
+		plan.imageField = "bytes"
+	default:
+		return plan, fmt.Errorf("image column %q has type %s, want binary or struct {bytes, path}", plan.image, imgField.Type)
+	}
+	if slices.Contains([]string{"jpg", "jpeg", "png", "webp"}, plan.image) {
+		plan.imageExtFromName = strings.Replace(plan.image, "jpeg", "jpg", 1)
+	}
+	if plan.caption, err = pick("caption", cols.Caption, captionColumnNames, true); err != nil {
+		return plan, err
+	}
+	if f, _ := field(plan.caption); !isStringType(f.Type) && !isBinaryType(f.Type) {
+		return plan, fmt.Errorf("caption column %q has type %s, want string", plan.caption, f.Type)
+	}
+	if plan.url, err = pick("url", cols.URL, []string{"url"}, false); err != nil {
+		return plan, err
+	}
+	if plan.key, err = pick("key", cols.Key, []string{"key"}, false); err != nil {
+		return plan, err
+	}
+	for _, c := range []*string{&plan.url, &plan.key} {
+		if f, ok := field(*c); ok && !isStringType(f.Type) && !isIntegerType(f.Type) {
+			*c = "" // an optional column of an unexpected type is ignored, not fatal
+		}
+	}
+	for _, dim := range []*string{&plan.width, &plan.height} {
+		name := map[*string]string{&plan.width: "width", &plan.height: "height"}[dim]
+		if f, ok := field(name); ok && isIntegerType(f.Type) {
+			*dim = name
+		}
+	}
+	return plan, nil
+}
+
+func isBinaryType(t arrow.DataType) bool {
+	return t.ID() == arrow.BINARY || t.ID() == arrow.LARGE_BINARY
+}
+
+func isStringType(t arrow.DataType) bool {
+	if d, ok := t.(*arrow.DictionaryType); ok {
+		t = d.ValueType
+	}
+	return t.ID() == arrow.STRING || t.ID() == arrow.LARGE_STRING
+}
+
+func isIntegerType(t arrow.DataType) bool { return arrow.IsInteger(t.ID()) }
+
+type parquetReader struct {
+	name string
+	lim  Limits
+	pf   *file.Reader
+	rr   pqarrow.RecordReader
+	plan columnPlan
+
+	rec  arrow.RecordBatch
+	cols parquetRecordColumns
+	row  int   // next row in rec
+	seen int64 // rows before rec
+	err  error
+}
+
+type parquetRecordColumns struct {
+	image, caption, url, key, width, height arrow.Array
+}
+
+func (r *parquetReader) Next() (Sample, error) {
+	if r.err != nil {
+		return Sample{}, r.err
+	}
+	s, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return s, err
+}
+
+func (r *parquetReader) next() (s Sample, err error) {
+	defer recoverMalformed(r.name, &err)
+	for r.rec == nil || r.row >= int(r.rec.NumRows()) {
+		if r.rec != nil {
+			r.seen += r.rec.NumRows()
+			r.rec.Release()
+			r.rec = nil
+		}
+		rec, err := r.rr.Read()
+		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
+			return Sample{}, io.EOF
+		}
+		if err != nil {
+			return Sample{}, fmt.Errorf("parquet shard %s: read rows after row %d: %w", r.name, r.seen, err)
+		}
+		rec.Retain()
+		r.rec, r.row = rec, 0
+		if err := r.bindColumns(); err != nil {
+			return Sample{}, fmt.Errorf("parquet shard %s: %w", r.name, err)
+		}
+	}
+	i := r.row
+	r.row++
+	return r.sample(i, r.seen+int64(i)), nil
+}
+
+func (r *parquetReader) bindColumns() error {
+	col := func(name string) arrow.Array {
+		if name == "" {
+			return nil
+		}
+		idx := r.rec.Schema().FieldIndices(name)
+		if len(idx) != 1 {
+			return nil
+		}
+		return r.rec.Column(idx[0])
+	}
+	r.cols = parquetRecordColumns{
+		image: col(r.plan.image), caption: col(r.plan.caption), url: col(r.plan.url),
+		key: col(r.plan.key), width: col(r.plan.width), height: col(r.plan.height),
+	}
+	if st, ok := r.cols.image.(*array.Struct); ok {
+		idx, ok := st.DataType().(*arrow.StructType).FieldIdx(r.plan.imageField)
+		if !ok {
+			return fmt.Errorf("image column %q lost its %q field", r.plan.image, r.plan.imageField)
+		}
+		r.cols.image = st.Field(idx)
+		if st.NullN() > 0 {
+			// A null struct is a missing image even if its child slot holds something.
+			r.cols.image = maskedArray{Array: r.cols.image, mask: st}
+		}
+	}
+	if r.cols.image == nil || r.cols.caption == nil {
+		return errors.New("image or caption column missing from the rows read")
+	}
+	return nil
+}
+
+// maskedArray reports a row null when either it or its parent struct is null.
+type maskedArray struct {
+	arrow.Array
+	mask arrow.Array
+}
+
+func (m maskedArray) IsNull(i int) bool { return m.mask.IsNull(i) || m.Array.IsNull(i) }
+
+func (r *parquetReader) sample(i int, rowNumber int64) Sample {
+	s := Sample{Key: fmt.Sprintf("%09d", rowNumber)}
+	if k, ok := cellString(r.cols.key, i); ok && k != "" {
+		s.Key = k
+	}
+	s.URL, _ = cellString(r.cols.url, i)
+	if w, ok := cellInt(r.cols.width, i); ok && w >= 0 && w < 1<<31 {
+		s.Width = int(w)
+	}
+	if h, ok := cellInt(r.cols.height, i); ok && h >= 0 && h < 1<<31 {
+		s.Height = int(h)
+	}
+	img, hasImage := cellBytes(r.cols.image, i)
+	raw, hasCaption := cellBytes(r.cols.caption, i)
+	switch {
+	case !safeName(s.Key):
+		s.SkipReason = SkipUnsafePath
+	case !hasImage || len(img) == 0:
+		s.SkipReason = SkipMissingImage
+	case int64(len(img)) > r.lim.MaxMemberBytes:
+		s.SkipReason = SkipMemberTooLarge
+	case !hasCaption:
+		s.SkipReason = SkipMissingCaption
+	}
+	if s.SkipReason != "" {
+		return s
+	}
+	// The cell lives in the record batch's buffers, released with the batch.
+	s.Image = bytes.Clone(img)
+	if s.ImageExt = sniffImageExt(img); s.ImageExt == "" {
+		s.ImageExt = r.plan.imageExtFromName
+	}
+	s.Caption, s.CaptionTruncated, s.SkipReason = cleanCaption(raw[:min(len(raw), r.lim.MaxCaptionBytes+utf8.UTFMax)], r.lim.MaxCaptionBytes)
+	return s
+}
+
+func (r *parquetReader) Close() error {
+	if r.rec != nil {
+		r.rec.Release()
+		r.rec = nil
+	}
+	r.rr.Release()
+	return r.pf.Close()
+}
+
+// cellBytes reads a binary or string cell; ok is false for null or for a column absent.
+func cellBytes(a arrow.Array, i int) (b []byte, ok bool) {
+	if a == nil || a.IsNull(i) {
+		return nil, false
+	}
+	if m, isMasked := a.(maskedArray); isMasked {
+		a = m.Array
+	}
+	switch a := a.(type) {
+	case *array.Binary:
+		return a.Value(i), true
+	case *array.LargeBinary:
+		return a.Value(i), true
+	case *array.String:
+		return []byte(a.Value(i)), true
+	case *array.LargeString:
+		return []byte(a.Value(i)), true
+	case *array.Dictionary:
+		return cellBytes(a.Dictionary(), a.GetValueIndex(i))
+	}
+	return nil, false
+}
+
+func cellString(a arrow.Array, i int) (string, bool) {
+	if n, ok := cellInt(a, i); ok {
+		return strconv.FormatInt(n, 10), true
+	}
+	b, ok := cellBytes(a, i)
+	if !ok || !utf8.Valid(b) {
+		return "", false
+	}
+	return string(b), true
+}
+
+func cellInt(a arrow.Array, i int) (int64, bool) {
+	if a == nil || a.IsNull(i) {
+		return 0, false
+	}
+	switch a := a.(type) {
+	case *array.Int8:
+		return int64(a.Value(i)), true
+	case *array.Int16:
+		return int64(a.Value(i)), true
+	case *array.Int32:
+		return int64(a.Value(i)), true
+	case *array.Int64:
+		return a.Value(i), true
+	case *array.Uint8:
+		return int64(a.Value(i)), true
+	case *array.Uint16:
+		return int64(a.Value(i)), true
+	case *array.Uint32:
+		return int64(a.Value(i)), true
+	case *array.Uint64:
+		return int64(min(a.Value(i), 1<<63-1)), true
+	}
+	return 0, false
+}
+
+// recoverMalformed turns a panic inside arrow-go, which some malformed files provoke,
+// into an error naming the shard, so a bad input fails its job and not the worker.
+func recoverMalformed(name string, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("parquet shard %s: malformed file: %v", name, p)
+	}
+}

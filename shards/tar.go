@@ -1,0 +1,297 @@
+package shards
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"unicode/utf8"
+)
+
+// The member extensions a WebDataset sample is made of. Members with other extensions
+// (.cls, .npy, ...) are ignored: they neither form samples nor split one.
+var (
+	imageExts = map[string]bool{"jpg": true, "jpeg": true, "png": true, "webp": true}
+	textExt   = "txt"
+	metaExt   = "json"
+)
+
+// OpenTar reads a WebDataset tar as img2dataset writes it, streaming: members that share a
+// key (KEY.jpg|jpeg|png|webp, KEY.txt, KEY.json) form one sample, and samples come out in
+// the order their members appear. As in WebDataset, a sample's members must be adjacent;
+// a key that comes back later is a new sample. Members are read into memory, one sample at
+// a time, and never written to disk. name is used in errors only.
+//
+// Closing the reader does not close r.
+func OpenTar(r io.Reader, name string, lim Limits) SampleReader {
+	cr := &countingReader{r: r}
+	return &tarReader{name: name, lim: lim.withDefaults(), in: cr, tr: tar.NewReader(cr)}
+}
+
+type tarReader struct {
+	name    string
+	lim     Limits
+	in      *countingReader
+	tr      *tar.Reader
+	pending *tarSample // members read so far for the current key
+	ready   []Sample   // samples completed, not yet returned
+	last    string     // the last member read whole, to say where a bad shard broke
+	err     error      // set once the tar has ended, with io.EOF or the reason
+}
+
+// tarSample collects the members of one key.
+type tarSample struct {
+	key      string
+	image    []byte
+	imageExt string
+
+	hasCaption  bool
+	caption     string
+	truncated   bool
+	captionSkip string
+
+	meta     map[string]any
+	metaSkip string
+
+	skip string // a member-level problem; it wins over the completeness checks
+}
+
+func (r *tarReader) Next() (Sample, error) {
+	for len(r.ready) == 0 && r.err == nil {
+		r.step()
+	}
+	if len(r.ready) > 0 {
+		s := r.ready[0]
+		r.ready = r.ready[1:]
+		return s, nil
+	}
+	return Sample{}, r.err
+}
+
+// step reads one member and queues the sample it completes, if any.
+func (r *tarReader) step() {
+	hdr, err := r.tr.Next()
+	if err != nil {
+		if errors.Is(err, io.EOF) && r.in.zeroTail >= tarBlockSize {
+			r.err = io.EOF
+		} else if errors.Is(err, io.EOF) {
+			// archive/tar takes a stream that stops exactly between two members for a
+			// complete archive; only the zero blocks that end a tar say it is whole.
+			r.err = r.corrupt(errors.New("no end-of-archive marker"))
+		} else {
+			r.err = r.corrupt(err)
+		}
+		r.flush()
+		return
+	}
+	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeXGlobalHeader {
+		return
+	}
+	key, ext, safe := splitMemberName(hdr.Name)
+	if safe && !imageExts[ext] && ext != textExt && ext != metaExt {
+		return
+	}
+	if r.pending != nil && r.pending.key != key {
+		r.flush()
+	}
+	if r.pending == nil {
+		r.pending = &tarSample{key: key}
+	}
+	if !safe {
+		r.pending.skipFor(SkipUnsafePath)
+	} else if err := r.readMember(r.pending, hdr, ext); err != nil {
+		// The shard ends inside this sample: what it read is unusable, but reported.
+		r.pending.skip = SkipTruncatedMember
+		r.err = r.corrupt(err)
+		r.flush()
+		return
+	}
+	r.last = hdr.Name
+}
+
+func (r *tarReader) flush() {
+	if r.pending != nil {
+		r.ready = append(r.ready, r.pending.sample())
+		r.pending = nil
+	}
+}
+
+func (r *tarReader) Close() error { return nil }
+
+// corrupt wraps a tar error with where it happened.
+func (r *tarReader) corrupt(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	where := "at the start"
+	if r.last != "" {
+		where = fmt.Sprintf("after member %q", r.last)
+	}
+	return fmt.Errorf("tar shard %s: truncated or corrupt %s, %d bytes into the shard: %w", r.name, where, r.in.n, err)
+}
+
+// readMember adds one member's data to s. It returns an error only when the tar itself
+// fails; a member that breaks a limit marks the sample as skipped.
+func (r *tarReader) readMember(s *tarSample, hdr *tar.Header, ext string) error {
+	if hdr.Typeflag != tar.TypeReg { // archive/tar reports old-style TypeRegA as TypeReg
+		s.skipFor(SkipUnsupportedMember)
+		return nil
+	}
+	switch {
+	case imageExts[ext]:
+		if s.image != nil {
+			return nil // a second image for one key: the first one is the sample's
+		}
+		if hdr.Size > r.lim.MaxMemberBytes {
+			s.skipFor(SkipMemberTooLarge)
+			return nil
+		}
+		data, err := readAllSized(r.tr, hdr.Size)
+		if err != nil {
+			return err
+		}
+		s.image, s.imageExt = data, ext
+	case ext == textExt:
+		if s.hasCaption {
+			return nil
+		}
+		if hdr.Size > r.lim.MaxMemberBytes {
+			s.skipFor(SkipMemberTooLarge)
+			return nil
+		}
+		// Read a few bytes past the limit to tell a rune cut by the limit from a bad one;
+		// the rest of the member is skipped by the next tar.Next.
+		raw, err := readAllSized(io.LimitReader(r.tr, int64(r.lim.MaxCaptionBytes+utf8.UTFMax)), min(hdr.Size, int64(r.lim.MaxCaptionBytes+utf8.UTFMax)))
+		if err != nil {
+			return err
+		}
+		s.hasCaption = true
+		s.caption, s.truncated, s.captionSkip = cleanCaption(raw, r.lim.MaxCaptionBytes)
+	case ext == metaExt:
+		if s.meta != nil || s.metaSkip != "" {
+			return nil
+		}
+		if hdr.Size > r.lim.MaxMetadataBytes {
+			s.skipFor(SkipMemberTooLarge)
+			return nil
+		}
+		data, err := readAllSized(r.tr, hdr.Size)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &s.meta); err != nil || s.meta == nil {
+			s.meta, s.metaSkip = nil, SkipBadMetadata
+		}
+	}
+	return nil
+}
+
+func (s *tarSample) skipFor(reason string) {
+	if s.skip == "" {
+		s.skip = reason
+	}
+}
+
+func (s *tarSample) sample() Sample {
+	out := Sample{
+		Key: s.key, Image: s.image, ImageExt: s.imageExt,
+		Caption: s.caption, CaptionTruncated: s.truncated, Meta: s.meta,
+	}
+	if s.meta != nil {
+		out.URL, _ = s.meta["url"].(string)
+		out.Width = metaInt(s.meta, "width")
+		out.Height = metaInt(s.meta, "height")
+	}
+	switch {
+	case s.skip != "":
+		out.SkipReason = s.skip
+	case s.image == nil:
+		out.SkipReason = SkipMissingImage
+	case !s.hasCaption:
+		out.SkipReason = SkipMissingCaption
+	case s.captionSkip != "":
+		out.SkipReason = s.captionSkip
+	case s.metaSkip != "":
+		out.SkipReason = s.metaSkip
+	}
+	return out
+}
+
+// metaInt reads a non-negative integer field of KEY.json (img2dataset writes width and
+// height as JSON numbers); anything else reads as 0, "unknown".
+func metaInt(meta map[string]any, field string) int {
+	f, ok := meta[field].(float64)
+	if !ok || f < 0 || f > 1<<31-1 || f != float64(int(f)) {
+		return 0
+	}
+	return int(f)
+}
+
+// splitMemberName splits a member name into its key and lower-cased extension: the key is
+// everything before the last dot of the name, so keys may hold dots and folders
+// ("a/b.c.jpg" has key "a/b.c"). A name that is absolute, climbs with "..", or is not
+// UTF-8 is unsafe: a key is later used to name things, and must not point outside. Unsafe
+// names are split all the same, so the members of one unsafe key are reported together.
+func splitMemberName(name string) (key, ext string, safe bool) {
+	name = strings.TrimPrefix(name, "./")
+	safe = safeName(name)
+	if safe {
+		name = path.Clean(name)
+	}
+	dot := strings.LastIndexByte(name, '.')
+	if dot <= strings.LastIndexByte(name, '/')+1 || dot == len(name)-1 {
+		return name, "", safe
+	}
+	return name[:dot], strings.ToLower(name[dot+1:]), safe
+}
+
+// safeName reports whether a member name or key stays inside the folder it is read into.
+func safeName(name string) bool {
+	if name == "" || !utf8.ValidString(name) || strings.ContainsAny(name, "\\\x00") || path.IsAbs(name) {
+		return false
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// readAllSized reads exactly size bytes, the size a tar header declared, so a lying header
+// cannot make it allocate more than the member limit allowed.
+func readAllSized(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+const tarBlockSize = 512
+
+// countingReader counts the bytes read, to say where a shard broke, and how many zero
+// bytes ended what was read, to tell the end-of-archive marker from a cut.
+type countingReader struct {
+	r        io.Reader
+	n        int64
+	zeroTail int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	i := n
+	for i > 0 && p[i-1] == 0 {
+		i--
+	}
+	if i == 0 {
+		c.zeroTail += int64(n)
+	} else {
+		c.zeroTail = int64(n - i)
+	}
+	return n, err
+}
