@@ -99,26 +99,11 @@ func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions 
 	dev := image.Device()
 	idT := sc.Track(torch.FromInt64(flatten(ids), int64(len(ids)), int64(len(ids[0])))).ToDevice(dev)
 	maskT := sc.Track(torch.FromInt64(flatten(mask), int64(len(mask)), int64(len(mask[0])))).ToDevice(dev)
-	img := sc.Ref(image)
-	groups := 1
-	memory := img
+	groups := 0
 	if uniform {
 		groups = len(captions[0])
-	} else {
-		// Unequal counts: give each caption its image's rows (a copy, only in this case).
-		memory = img.IndexSelect(0, sc.Track(torch.FromInt64(owner, int64(len(owner)))).ToDevice(dev))
 	}
-	var itm, itc []float32
-	var err error
-	torch.NoGrad(func() {
-		probs := s.model.ITMLogits(idT, maskT, memory, groups, false).ToDType(torch.Float32).Softmax(-1).Select(1, 1)
-		if itm, err = probs.Float32s(); err != nil {
-			return
-		}
-		textFeat := s.model.TextFeatures(s.model.TextUnimodal(idT, maskT, false))
-		imgFeat := s.model.ImageFeatures(img).IndexSelect(0, sc.Track(torch.FromInt64(owner, int64(len(owner)))).ToDevice(dev))
-		itc, err = imgFeat.Mul(textFeat).Sum(false, -1).ToDType(torch.Float32).Float32s()
-	})
+	itm, itc, err := s.scoreTokens(sc, image, idT, maskT, owner, groups)
 	if err != nil {
 		if errors.Is(err, torch.ErrOutOfMemory) {
 			return nil, fmt.Errorf("filter: out of memory scoring %d captions of %d images: %w", len(texts), b, err)
@@ -129,6 +114,30 @@ func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions 
 		out[i] = append(out[i], Score{ITM: itm[k], ITC: itc[k]})
 	}
 	return out, nil
+}
+
+// scoreTokens computes ITM P(match) and ITC cosine for tokenised captions ([B', T] ids
+// and mask, first token anything: [ENC] replaces it for ITM); owner[k] is caption k's
+// image. groups > 0 says every image has exactly that many consecutive captions, so the
+// image memory is shared without copies; otherwise each caption gets its image's rows.
+func (s *Scorer) scoreTokens(sc *torch.Scope, image, ids, mask *torch.Tensor, owner []int64, groups int) (itm, itc []float32, err error) {
+	img := sc.Ref(image)
+	dev := image.Device()
+	ownerT := sc.Track(torch.FromInt64(owner, int64(len(owner)))).ToDevice(dev)
+	memory := img
+	if groups <= 0 {
+		memory, groups = img.IndexSelect(0, ownerT), 1
+	}
+	torch.NoGrad(func() {
+		probs := s.model.ITMLogits(ids, mask, memory, groups, false).ToDType(torch.Float32).Softmax(-1).Select(1, 1)
+		if itm, err = probs.Float32s(); err != nil {
+			return
+		}
+		textFeat := s.model.TextFeatures(s.model.TextUnimodal(ids, mask, false))
+		imgFeat := s.model.ImageFeatures(img).IndexSelect(0, ownerT)
+		itc, err = imgFeat.Mul(textFeat).Sum(false, -1).ToDType(torch.Float32).Float32s()
+	})
+	return itm, itc, err
 }
 
 func flatten(rows [][]int64) []int64 {

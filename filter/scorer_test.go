@@ -1,0 +1,169 @@
+package filter
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/torch"
+)
+
+var refDir = filepath.Join("..", "testdata", "golden")
+
+func tinyTokenizer(t *testing.T) *blip.Tokenizer {
+	t.Helper()
+	tok, err := blip.LoadTokenizer(filepath.Join("..", "blip", "testdata", "tokenizer", "tiny_vocab.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.SetDecEncIDs(118, 119); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func tinyScorer(t *testing.T, seed uint64) *Scorer {
+	t.Helper()
+	m, err := blip.New(blip.Tiny(), blip.Parts{Vision: true, TextEncoder: true, ITC: true, ITM: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.InitDeterministic(seed); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewScorer(m, tinyTokenizer(t), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// randomPixels are [b,3,64,64] pixels the tiny model can take.
+func randomPixels(s *torch.Scope, seed uint64, b int64) *torch.Tensor {
+	g := torch.NewGenerator(seed)
+	defer g.Close()
+	return s.Track(torch.Randn(g, torch.Float32, torch.CPU, b, 3, 64, 64))
+}
+
+func TestScoresEqualTheReferenceAndUseENC(t *testing.T) {
+	dir := filepath.Join(refDir, "tiny")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skip("no goldens:", err)
+	}
+	m, _, err := blip.Load(dir, blip.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	scorer, err := NewScorer(m, tinyTokenizer(t), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := blip.ReadTensors(filepath.Join(dir, "inputs.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gold, err := blip.ReadTensors(filepath.Join(dir, "golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := torch.NewScope()
+	defer sc.Close()
+	var img *torch.Tensor
+	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
+	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
+	b := img.Size(0)
+	owner := make([]int64, b)
+	for i := range owner {
+		owner[i] = int64(i)
+	}
+	itm, itc, err := scorer.scoreTokens(sc, img, ids, mask, owner, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantITM, _ := gold["itm.prob"].Float32s()
+	wantITC, _ := gold["itc.cosine"].Float32s()
+	for i := range itm {
+		if math.Abs(float64(itm[i]-wantITM[i])) > 1e-4 || math.Abs(float64(itc[i]-wantITC[i])) > 1e-4 {
+			t.Fatalf("pair %d: itm %v itc %v, reference %v %v", i, itm[i], itc[i], wantITM[i], wantITC[i])
+		}
+	}
+	// Fed [CLS] first, as HF's BlipForImageTextRetrieval does, the ITM head answers
+	// differently: the filter must not do that.
+	var clsProbs []float32
+	torch.NoGrad(func() {
+		h := m.TextEncoder.Forward(blip.TextInput{IDs: ids, Mask: mask, Image: img})
+		clsProbs, err = m.ITMHead.Forward(h.Select(1, 0)).Softmax(-1).Select(1, 1).Float32s()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	differs := false
+	for i := range clsProbs {
+		if math.Abs(float64(clsProbs[i]-itm[i])) > 1e-3 {
+			differs = true
+		}
+	}
+	if !differs {
+		t.Fatalf("[CLS]-first ITM %v equals the [ENC]-first one %v: the test cannot tell them apart", clsProbs, itm)
+	}
+}
+
+// Captions of one image share its embeddings; the result must be what scoring each
+// caption against a copy of its image gives, and must not depend on padding.
+func TestGroupedScoringEqualsPairByPairScoring(t *testing.T) {
+	scorer := tinyScorer(t, 4)
+	sc := torch.NewScope()
+	defer sc.Close()
+	pixels := randomPixels(sc, 9, 2)
+	captions := [][]string{
+		{"a red circle on the left", "a dog", "two people sitting on the grass near the water"},
+		{"a blue square", "a picture of a cat on a table", "green"},
+	}
+	grouped, err := scorer.ScorePixels(context.Background(), pixels, captions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, cs := range captions {
+		for j, c := range cs {
+			one, err := scorer.ScorePixels(context.Background(), pixels.Narrow(0, int64(i), 1), [][]string{{c}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, o := grouped[i][j], one[0][0]
+			if math.Abs(float64(g.ITM-o.ITM)) > 1e-5 || math.Abs(float64(g.ITC-o.ITC)) > 1e-5 {
+				t.Fatalf("image %d caption %q: grouped %+v, alone %+v", i, c, g, o)
+			}
+		}
+	}
+	// Unequal caption counts take the copying path; same answers.
+	ragged, err := scorer.ScorePixels(context.Background(), pixels, [][]string{captions[0], captions[1][:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ragged[1]) != 1 || math.Abs(float64(ragged[1][0].ITM-grouped[1][0].ITM)) > 1e-5 {
+		t.Fatalf("ragged %+v vs grouped %+v", ragged[1], grouped[1][0])
+	}
+	for _, cs := range grouped {
+		for _, s := range cs {
+			if s.ITM < 0 || s.ITM > 1 || s.ITC < -1.0001 || s.ITC > 1.0001 {
+				t.Fatalf("score out of range: %+v", s)
+			}
+		}
+	}
+}
+
+func TestScorerRejectsModelsWithoutFilterHeads(t *testing.T) {
+	m, err := blip.New(blip.Tiny(), blip.Parts{Vision: true, TextDecoder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := NewScorer(m, tinyTokenizer(t), DefaultOptions()); err == nil {
+		t.Fatal("a captioning-only checkpoint cannot filter")
+	}
+}
