@@ -3,6 +3,7 @@ package torch
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func logBLAS(b *testing.B) {
 			b.Logf("BLAS: %v", err)
 			return
 		}
-		fmt.Printf("libtorch %s, %v, %d threads\n", Version(), info, NumThreads())
+		fmt.Printf("libtorch %s, %v, %d intra-op threads, %d BLAS threads\n", Version(), info, NumThreads(), BLASThreads())
 	})
 }
 
@@ -97,4 +98,44 @@ func BenchmarkAttention(b *testing.B) {
 			return scores.Softmax(-1).MatMul(v)
 		})
 	})
+}
+
+// BenchmarkThreads runs a ViT-B-sized block (batch 2, 197 tokens) with libtorch's
+// intra-op pool at 1 thread and at every CPU (OpenBLAS keeps every CPU in both): the
+// ratio justifies the default in info.go.
+func BenchmarkThreads(b *testing.B) {
+	logBLAS(b)
+	const B, L, D, H = 2, 197, 768, 12
+	g := NewGenerator(1)
+	defer g.Close()
+	w := map[string]*Tensor{}
+	for name, shape := range map[string][]int64{"qkv": {3 * D, D}, "proj": {D, D}, "fc1": {4 * D, D}, "fc2": {D, 4 * D}} {
+		w[name] = Randn(g, Float32, CPU, shape...).MulScalar(0.02)
+	}
+	ones, zeros := Ones(Float32, CPU, D), Zeros(Float32, CPU, D)
+	x0 := Randn(g, Float32, CPU, B, L, D)
+	block := func() {
+		s := NewScope()
+		defer s.Close()
+		x := s.Ref(x0)
+		h := x.LayerNorm(ones, zeros, 1e-6).Linear(w["qkv"], nil).Reshape(B, L, 3, H, D/H).Permute(2, 0, 3, 1, 4)
+		a := Attention(h.Select(0, 0), h.Select(0, 1), h.Select(0, 2), nil, false, 0, AttentionBest).Transpose(1, 2).Reshape(B, L, D)
+		x = x.Add(a.Linear(w["proj"], nil))
+		x = x.Add(x.LayerNorm(ones, zeros, 1e-6).Linear(w["fc1"], nil).Gelu().Linear(w["fc2"], nil))
+		if err := x.Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	prev := NumThreads()
+	defer SetIntraOpThreads(prev)
+	for _, n := range []int{1, runtime.NumCPU()} {
+		b.Run(fmt.Sprintf("intra-op=%d", n), func(b *testing.B) {
+			SetIntraOpThreads(n)
+			block()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				block()
+			}
+		})
+	}
 }

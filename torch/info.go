@@ -13,12 +13,15 @@ import (
 	"unsafe"
 )
 
-// libtorch's OpenMP pool sizes itself from the thread that first calls it, and from a
-// thread the Go runtime made it may see a single CPU. Unless the user chose with
-// OMP_NUM_THREADS, use every CPU; SetNumThreads changes it later.
+// By default matmuls use every CPU (OpenBLAS's own pool) and libtorch's other ops run on
+// the calling thread: its OpenMP pool spins between ops, and on a few cores shared with
+// the Go runtime (decoding, I/O) and other processes that spinning costs more than the
+// parallel elementwise ops gain (measured in BenchmarkThreads). OMP_NUM_THREADS or
+// SetNumThreads choose otherwise.
 func init() {
 	if os.Getenv("OMP_NUM_THREADS") == "" {
-		SetNumThreads(runtime.NumCPU())
+		C.ct_set_num_threads(1)
+		C.ct_set_blas_threads(C.int(runtime.NumCPU()))
 	}
 }
 
@@ -89,6 +92,21 @@ func SetNumThreads(n int) { C.ct_set_num_threads(C.int(n)) }
 
 // NumThreads is the thread count libtorch uses for one op.
 func NumThreads() int { return int(C.ct_get_num_threads()) }
+
+// SetIntraOpThreads sets libtorch's own intra-op threads alone (OpenMP), leaving OpenBLAS's.
+func SetIntraOpThreads(n int) {
+	blas := BLASThreads()
+	C.ct_set_num_threads(C.int(n))
+	if blas > 0 {
+		C.ct_set_blas_threads(C.int(blas))
+	}
+}
+
+// SetBLASThreads sets OpenBLAS's threads alone (matmuls).
+func SetBLASThreads(n int) { C.ct_set_blas_threads(C.int(n)) }
+
+// BLASThreads is OpenBLAS's thread count (0 if the BLAS is not OpenBLAS).
+func BLASThreads() int { return int(C.ct_get_blas_threads()) }
 
 // ManualSeed seeds libtorch's global generator (dropout, and Randn with a nil generator).
 func ManualSeed(seed uint64) { C.ct_manual_seed(C.uint64_t(seed)) }

@@ -59,6 +59,7 @@ type versionInfo struct {
 	CUDACompile bool         `json:"shim_cuda"`
 	BLAS        torch.BLAS   `json:"blas"`
 	Threads     int          `json:"threads"`
+	BLASThreads int          `json:"blas_threads"`
 	Devices     []deviceInfo `json:"devices"`
 }
 
@@ -71,6 +72,7 @@ func collectVersion() (versionInfo, error) {
 		Shim:        torch.ShimPath(),
 		CUDACompile: torch.CUDACompiled(),
 		Threads:     torch.NumThreads(),
+		BLASThreads: torch.BLASThreads(),
 	}
 	blas, err := torch.BLASInfo()
 	if err != nil {
@@ -120,7 +122,7 @@ func newVersionCommand(a *app) *cobra.Command {
 			}
 			a.printf("libtorch  %s via %s\n", info.Libtorch, shim)
 			a.printf("blas      %s\n", info.BLAS)
-			a.printf("threads   %d per op\n", info.Threads)
+			a.printf("threads   %d per op (libtorch), %d for matmuls (BLAS)\n", info.Threads, info.BLASThreads)
 			for i, d := range info.Devices {
 				label := "devices"
 				if i > 0 {

@@ -4,7 +4,8 @@ import (
 	"github.com/capfilt/capfilt/torch"
 )
 
-// applyThreads sets libtorch's per-op thread count (0 keeps its default, every CPU).
+// applyThreads sets libtorch's and OpenBLAS's per-op threads (0 keeps the default: matmuls
+// on every CPU, other ops on the calling thread).
 func applyThreads(n int) error {
 	if n < 0 {
 		return usagef("threads %d: must be 0 (every CPU) or more", n)

@@ -52,8 +52,10 @@ const char *ct_torch_version(void);        /* e.g. "1.13.0", static string */
 ct_error ct_config(char **out);             /* at::show_config(), malloc'd */
 ct_error ct_parallel_info(char **out);      /* at::get_parallel_info(), malloc'd */
 ct_error ct_blas_info(char **lib, char **core, char **config); /* malloc'd, "" if unknown */
-void ct_set_num_threads(int n);
+void ct_set_num_threads(int n);  /* libtorch's intra-op threads and OpenBLAS's */
 int ct_get_num_threads(void);
+void ct_set_blas_threads(int n); /* OpenBLAS's alone */
+int ct_get_blas_threads(void);   /* 0 when the BLAS is not OpenBLAS */
 int ct_cuda_is_available(void);
 int ct_cuda_device_count(void);
 int ct_cuda_compiled(void);                 /* 1 if the shim was built with CUDA support */

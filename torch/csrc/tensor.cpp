@@ -121,6 +121,18 @@ void ct_set_num_threads(int n) {
   if (auto f = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
+void ct_set_blas_threads(int n) {
+  if (n <= 0) return;
+  using set_fn = void (*)(int);
+  if (auto f = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+int ct_get_blas_threads(void) {
+  using get_fn = int (*)();
+  if (auto f = reinterpret_cast<get_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) return f();
+  return 0;
+}
+
 int ct_get_num_threads(void) {
   ct::sync_threads();
   return at::get_num_threads();

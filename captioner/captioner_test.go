@@ -1,0 +1,126 @@
+package captioner
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/torch"
+)
+
+func tinyCaptioner(t testing.TB, st Settings) *Captioner {
+	t.Helper()
+	m, err := blip.New(blip.Tiny(), blip.Parts{Vision: true, TextDecoder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.InitDeterministic(11); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := blip.LoadTokenizer(filepath.Join("..", "blip", "testdata", "tokenizer", "tiny_vocab.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.SetDecEncIDs(118, 119); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(m, tok, st, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func pixels(s *torch.Scope, seed uint64, b int64) *torch.Tensor {
+	g := torch.NewGenerator(seed)
+	defer g.Close()
+	return s.Track(torch.Randn(g, torch.Float32, torch.CPU, b, 3, 64, 64))
+}
+
+// An image's nucleus captions depend on (seed, key) alone, not on the batch around it.
+func TestImageGetsTheSameCaptionInAnyBatch(t *testing.T) {
+	st := NucleusDefaults()
+	st.Seed, st.Samples = 42, 2
+	c := tinyCaptioner(t, st)
+	s := torch.NewScope()
+	defer s.Close()
+	px := pixels(s, 1, 4)
+	keys := []string{"shard-0/a", "shard-0/b", "shard-0/c", "shard-0/d"}
+	all, err := c.CaptionPixels(context.Background(), px, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := c.CaptionPixels(context.Background(), px.Narrow(0, 2, 1), keys[2:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped, err := c.CaptionPixels(context.Background(), px.IndexSelect(0, s.Track(torch.FromInt64([]int64{3, 2}, 2))), []string{keys[3], keys[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 2; k++ {
+		if a, b, w := alone[0][k].Text, swapped[1][k].Text, all[2][k].Text; a != w || b != w {
+			t.Fatalf("sample %d of image c: in the batch %q, alone %q, swapped %q", k, w, a, b)
+		}
+	}
+	if all[2][0].Text == all[2][1].Text && all[0][0].Text == all[0][1].Text {
+		t.Fatal("two samples per image came out identical twice: the sample index does not seed the draw")
+	}
+	other := NucleusDefaults()
+	other.Seed, other.Samples = 43, 2
+	c2 := tinyCaptioner(t, other)
+	reseeded, err := c2.CaptionPixels(context.Background(), px, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := 0
+	for i := range keys {
+		if reseeded[i][0].Text == all[i][0].Text {
+			same++
+		}
+	}
+	if same == len(keys) {
+		t.Fatal("another run seed gave exactly the same captions")
+	}
+}
+
+func TestCaptionTextDropsThePromptAndHonoursLengths(t *testing.T) {
+	st := NucleusDefaults()
+	st.MinLength, st.MaxLength = 10, 12
+	c := tinyCaptioner(t, st)
+	s := torch.NewScope()
+	defer s.Close()
+	caps, err := c.CaptionPixels(context.Background(), pixels(s, 3, 3), []string{"x", "y", "z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cs := range caps {
+		cp := cs[0]
+		if len(cp.IDs) < 10 || len(cp.IDs) > 12 {
+			t.Fatalf("%d tokens with lengths 10..12: %v", len(cp.IDs), cp.IDs)
+		}
+		if cp.IDs[0] != 118 || strings.HasPrefix(cp.Text, "a picture of") {
+			t.Fatalf("caption %q ids %v: [DEC] first, prompt stripped", cp.Text, cp.IDs)
+		}
+		for i, id := range cp.IDs[:len(cp.IDs)-1] {
+			if id == 3 && i < 9 {
+				t.Fatalf("[SEP] at %d below min length 10: %v", i, cp.IDs)
+			}
+		}
+	}
+}
+
+func TestSettingsAreValidatedByName(t *testing.T) {
+	bad := NucleusDefaults()
+	bad.TopP, bad.MinLength = 1.5, 40
+	err := bad.Validate()
+	if err == nil || !strings.Contains(err.Error(), "top-p 1.5") || !strings.Contains(err.Error(), "min-length 40") {
+		t.Fatalf("validate: %v", err)
+	}
+	if _, err := Defaults("topk"); err == nil {
+		t.Fatal("unknown mode must be an error")
+	}
+}
