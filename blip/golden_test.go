@@ -134,3 +134,67 @@ func TestDeterministicWeightsEqualTheReferenceCheckpoint(t *testing.T) {
 	made := tinyModel(t, parts, 1)
 	assertSameParams(t, made, loaded)
 }
+
+// baseReferenceModel is the reference's base checkpoint, rebuilt from the deterministic
+// generator (base weights are never stored: 1.5 GB).
+func baseReferenceModel(t *testing.T) *Model {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(refDir, "base")); err != nil {
+		t.Skip("no goldens:", err)
+	}
+	cfg, err := FromHFConfig(filepath.Join(refDir, "base", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg, Parts{Vision: true, TextEncoder: true, TextDecoder: true, ITC: true, ITM: true, Temp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.InitDeterministic(2); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestBaseMatchesReference(t *testing.T) {
+	m := baseReferenceModel(t)
+	check := readRefTensors(t, filepath.Join(refDir, "base", "weights_check.safetensors"))
+	for _, p := range m.Params() {
+		first, ok1 := check[p.Name+".first"]
+		sum, ok2 := check[p.Name+".sum"]
+		if !ok1 || !ok2 {
+			t.Fatalf("reference has no check of %s", p.Name)
+		}
+		want, _ := first.Float32s()
+		got, _ := p.Tensor().Reshape(-1).Narrow(0, 0, int64(len(want))).Float32s()
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s[%d] = %v, reference %v", p.Name, i, got[i], want[i])
+			}
+		}
+		ws, _ := sum.Item()
+		gs, _ := p.Tensor().ToDType(torch.Float64).Sum(false).Item()
+		if math.Abs(gs-ws) > 1e-6 {
+			t.Fatalf("%s sums to %v, reference %v", p.Name, gs, ws)
+		}
+	}
+	inputs := readRefTensors(t, filepath.Join(refDir, "base", "inputs.safetensors"))
+	golden := readRefTensors(t, filepath.Join(refDir, "base", "golden.safetensors"))
+	s := torch.NewScope()
+	defer s.Close()
+	out, err := m.ReferenceOutputs(s, inputsOf(inputs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference keeps the decoder's first 3 positions (size budget).
+	out["decoder.logits"] = out["decoder.logits"].Narrow(1, 0, golden["decoder.logits"].Size(1))
+	for _, n := range []string{"vision.last_hidden_state", "text_unimodal.last_hidden_state", "itc.image_feat",
+		"itc.text_feat", "itc.cosine", "itm.logits", "itm.prob", "decoder.logits"} {
+		d := maxAbsDiff(t, n, out[n], golden[n])
+		t.Logf("%-36s max |diff| %.3g", n, d)
+		if d > 1e-3 {
+			t.Errorf("%s differs from the reference by %.3g (> 1e-3)", n, d)
+		}
+	}
+}
