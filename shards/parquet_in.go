@@ -53,9 +53,10 @@ func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) 
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true
 	props.BufferSize = parquetBufferSize
-	// A page holds one cell at least, so it may be as large as the largest image allowed;
-	// a header claiming more is a corrupt file, not a reason to allocate gigabytes.
-	props.MaxUncompressedPageSize = max(64<<20, 2*lim.MaxMemberBytes)
+	// A page holds at least one cell, so it may be somewhat larger than the largest image
+	// allowed (writers cut pages at about 1 MiB, after the value that crosses it); a header
+	// claiming more is a corrupt file, not a reason to allocate gigabytes.
+	props.MaxUncompressedPageSize = 2*lim.MaxMemberBytes + 1<<20
 	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, r.Size()), file.WithReadProps(props))
 	if err != nil {
 		return nil, fmt.Errorf("parquet shard %s: %w", name, err)
@@ -192,11 +193,11 @@ func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
 			*c = "" // an optional column of an unexpected type is ignored, not fatal
 		}
 	}
-	for _, dim := range []*string{&plan.width, &plan.height} {
-		name := map[*string]string{&plan.width: "width", &plan.height: "height"}[dim]
-		if f, ok := field(name); ok && isIntegerType(f.Type) {
-			*dim = name
-		}
+	if f, ok := field("width"); ok && isIntegerType(f.Type) {
+		plan.width = "width"
+	}
+	if f, ok := field("height"); ok && isIntegerType(f.Type) {
+		plan.height = "height"
 	}
 	return plan, nil
 }

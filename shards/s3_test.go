@@ -266,3 +266,14 @@ func TestS3ListFollowsPagesAndExpandsPatterns(t *testing.T) {
 		t.Fatalf("brace range: %v, %v", ranged, err)
 	}
 }
+
+func TestS3EndpointMustBeAURL(t *testing.T) {
+	store := OpenStore(StoreConfig{S3Endpoint: "minio:9000"})
+	_, err := store.Stat(context.Background(), mustURL(t, "s3://bucket/x.tar"))
+	if err == nil || !strings.Contains(err.Error(), `s3 endpoint "minio:9000"`) {
+		t.Fatalf("Stat through a store with a bad endpoint: %v", err)
+	}
+	if _, err := OpenStore(StoreConfig{}).Stat(context.Background(), URL{Scheme: "gs", Bucket: "b", Path: "k"}); err == nil {
+		t.Fatal("a gs:// URL found a store")
+	}
+}

@@ -80,18 +80,20 @@ func (r *tarReader) step() {
 		} else if errors.Is(err, io.EOF) {
 			// archive/tar takes a stream that stops exactly between two members for a
 			// complete archive; only the zero blocks that end a tar say it is whole.
-			r.err = r.corrupt(errors.New("no end-of-archive marker"))
+			r.err = r.corrupt("", errors.New("no end-of-archive marker"))
 		} else {
-			r.err = r.corrupt(err)
+			r.err = r.corrupt("", err)
 		}
 		r.flush()
 		return
 	}
 	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeXGlobalHeader {
+		r.last = hdr.Name
 		return
 	}
 	key, ext, safe := splitMemberName(hdr.Name)
 	if safe && !imageExts[ext] && ext != textExt && ext != metaExt {
+		r.last = hdr.Name
 		return
 	}
 	if r.pending != nil && r.pending.key != key {
@@ -105,7 +107,7 @@ func (r *tarReader) step() {
 	} else if err := r.readMember(r.pending, hdr, ext); err != nil {
 		// The shard ends inside this sample: what it read is unusable, but reported.
 		r.pending.skip = SkipTruncatedMember
-		r.err = r.corrupt(err)
+		r.err = r.corrupt(hdr.Name, err)
 		r.flush()
 		return
 	}
@@ -121,13 +123,17 @@ func (r *tarReader) flush() {
 
 func (r *tarReader) Close() error { return nil }
 
-// corrupt wraps a tar error with where it happened.
-func (r *tarReader) corrupt(err error) error {
+// corrupt wraps a tar error with where it happened: inside member, or after the last
+// member read whole.
+func (r *tarReader) corrupt(member string, err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
 	where := "at the start"
-	if r.last != "" {
+	switch {
+	case member != "":
+		where = fmt.Sprintf("in member %q", member)
+	case r.last != "":
 		where = fmt.Sprintf("after member %q", r.last)
 	}
 	return fmt.Errorf("tar shard %s: truncated or corrupt %s, %d bytes into the shard: %w", r.name, where, r.in.n, err)

@@ -216,9 +216,9 @@ func TestTruncatedTarReportsWhatItReadAndWhere(t *testing.T) {
 		if len(got) != 3 || got[0].Caption != "first" || got[1].Caption != "second" || got[2].SkipReason != SkipTruncatedMember {
 			t.Fatalf("samples before the cut: %v", skipReasons(got))
 		}
-		if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), `after member "1.txt"`) ||
+		if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), `in member "2.jpg"`) ||
 			!strings.Contains(err.Error(), "s.tar") || !strings.Contains(err.Error(), "bytes into the shard") {
-			t.Fatalf("error %v; want it to name the shard, the last good member and the offset", err)
+			t.Fatalf("error %v; want it to name the shard, the broken member and the offset", err)
 		}
 	})
 	headerOf2 := third - 512
