@@ -95,6 +95,14 @@ func readInputs(path string) (map[string]*torch.Tensor, error) {
 	if err != nil {
 		return nil, usagef("inputs %s: %v", path, err)
 	}
+	// Names may carry the "inputs." prefix or not.
+	for name, t := range in {
+		if !strings.HasPrefix(name, "inputs.") {
+			if _, dup := in["inputs."+name]; !dup {
+				in["inputs."+name] = t
+			}
+		}
+	}
 	return in, nil
 }
 
