@@ -158,3 +158,30 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestShardedSafetensorsLoad(t *testing.T) {
+	m := tinyModel(t, Parts{Vision: true, TextDecoder: true}, 8)
+	tensors, err := m.tensorsToWrite(func(s string) string { return s })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files, err := checkpoint.WriteSafetensorsSharded(dir, tensors, nil, 100_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Fatalf("want several shards, got %v", files)
+	}
+	cfg, _ := m.Config.HFConfigJSON()
+	writeFile(t, filepath.Join(dir, "config.json"), cfg)
+	back, rep, err := Load(dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if !rep.Clean() {
+		t.Fatalf("report %+v", rep)
+	}
+	assertSameParams(t, m, back)
+}
