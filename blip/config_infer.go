@@ -134,4 +134,3 @@ func inferConfig(records map[string]checkpoint.TensorRecord) (Config, error) {
 	}
 	return c, c.Validate()
 }
-
