@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/capfilt/capfilt/shards"
@@ -138,10 +139,7 @@ func (r RunSettings) Differences(o RunSettings) string {
 			diffs = append(diffs, f.name)
 		}
 	}
-	if len(diffs) == 0 {
-		return ""
-	}
-	return fmt.Sprint(diffs)
+	return strings.Join(diffs, ", ")
 }
 
 func compactJSON(raw json.RawMessage) (json.RawMessage, error) {

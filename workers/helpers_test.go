@@ -264,10 +264,13 @@ func outputFiles(t *testing.T, dir string) (parquet, stats, temps, other []strin
 func (w *world) checkOutputs(t *testing.T, run string, out shards.URL, wantShards int) *coordinator.Manifest {
 	t.Helper()
 	ctx := context.Background()
-	m, err := coordinator.ReadManifest(ctx, w.store, out)
-	if err != nil {
-		t.Fatalf("manifest: %v", err)
-	}
+	// The worker that settles a run's last job writes the manifest just after the state.
+	var m *coordinator.Manifest
+	waitFor(t, 10*time.Second, "the manifest of a complete run", func() bool {
+		var err error
+		m, err = coordinator.ReadManifest(ctx, w.store, out)
+		return err == nil && m.Complete && m.Done == wantShards
+	})
 	if !m.Complete || m.Done != wantShards || len(m.Shards) != wantShards || m.Dead != 0 {
 		t.Fatalf("manifest: complete %v, %d done, %d dead, %d shards; want %d done", m.Complete, m.Done, m.Dead, len(m.Shards), wantShards)
 	}
