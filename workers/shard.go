@@ -103,14 +103,15 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	toDecode := make(chan *item, depth)
 	batches := make(chan *modelBatch, 1)
 	labeled := make(chan *modelBatch, 1)
+	buffers := make(pixelBuffers, 3) // a batch being formed, one queued, one in the model
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return readShard(gctx, t, in, ordered, toDecode, &times) })
 	for range decoders {
 		g.Go(func() error { decodeImages(gctx, t, toDecode, &times); return nil })
 	}
-	g.Go(func() error { return formBatches(gctx, t, ordered, batches) })
-	g.Go(func() error { return labelBatches(gctx, t, batches, labeled, &times) })
+	g.Go(func() error { return formBatches(gctx, t, ordered, batches, buffers) })
+	g.Go(func() error { return labelBatches(gctx, t, batches, labeled, buffers, &times) })
 	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &times) })
 	if err := g.Wait(); err != nil {
 		return res, err
@@ -202,16 +203,40 @@ func decodeImages(ctx context.Context, t ShardTask, toDecode <-chan *item, times
 	}
 }
 
+// pixelBuffers recycles the batches' pixel buffers (megabytes each): the model stage
+// copies them into tensors, so a buffer is free again once its batch is labelled.
+type pixelBuffers chan []float32
+
+func (p pixelBuffers) get(n int) []float32 {
+	select {
+	case b := <-p:
+		if cap(b) >= n {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]float32, 0, n)
+}
+
+func (p pixelBuffers) put(b []float32) {
+	select {
+	case p <- b:
+	default:
+	}
+}
+
 // formBatches groups items in input order into batches of Sizer.Size() usable images,
 // read afresh for each batch so that a size cut after an out-of-memory holds at once.
-func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches chan<- *modelBatch) error {
+func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches chan<- *modelBatch, buffers pixelBuffers) error {
 	defer close(batches)
 	size := t.Labeler.ImageSize()
 	cur := &modelBatch{}
+	usable := 0
 	send := func() error {
 		if len(cur.items) == 0 {
 			return nil
 		}
+		cur.input.Pixels = buffers.get(usable * 3 * size * size)
 		for _, it := range cur.items {
 			if it.usable() {
 				cur.input.Pixels = append(cur.input.Pixels, it.pixels...)
@@ -227,9 +252,9 @@ func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches
 			return ctx.Err()
 		}
 		cur = &modelBatch{}
+		usable = 0
 		return nil
 	}
-	usable := 0
 	for it := range ordered {
 		select {
 		case <-it.ready:
@@ -244,7 +269,6 @@ func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches
 			if err := send(); err != nil {
 				return err
 			}
-			usable = 0
 		}
 	}
 	if ctx.Err() != nil {
@@ -253,7 +277,7 @@ func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches
 	return send()
 }
 
-func labelBatches(ctx context.Context, t ShardTask, batches <-chan *modelBatch, labeled chan<- *modelBatch, times *stageTimes) error {
+func labelBatches(ctx context.Context, t ShardTask, batches <-chan *modelBatch, labeled chan<- *modelBatch, buffers pixelBuffers, times *stageTimes) error {
 	defer close(labeled)
 	for b := range batches {
 		if b.input.Len() > 0 {
@@ -268,6 +292,7 @@ func labelBatches(ctx context.Context, t ShardTask, batches <-chan *modelBatch, 
 			t.Metrics.countSplits(t.WorkerID, t.Sizer.Splits()-splits)
 			t.Metrics.observeMemory(t.WorkerID, t.Labeler)
 			b.labels = labels
+			buffers.put(b.input.Pixels)
 			b.input = Batch{}
 		}
 		select {
@@ -376,4 +401,35 @@ func cleanedMeta(t ShardTask) shards.CleanedMeta {
 		Filter: t.Settings.Filter.Path, Thresholds: th,
 		Extra: map[string]string{"rule": t.Rule.String(), "generation": string(t.Settings.Generation),
 			"seed": fmt.Sprint(t.Settings.Seed), "shard": t.Job.Shard.URL}}
+}
+
+// ReadAndDecode reads a shard and decodes and preprocesses its images the way a worker
+// does, with decoders images at once, and does nothing else. It returns how many samples
+// were read: the baseline `capfilt bench pipeline` measures the rest of the pipeline
+// against.
+func ReadAndDecode(ctx context.Context, store shards.Store, in shards.URL, size, decoders int) (int64, error) {
+	t := ShardTask{Store: store, Labeler: PassThrough{Side: size}, Job: pipeline.Job{Shard: pipeline.ShardRef{URL: in.String()}}}
+	decoders = max(decoders, 1)
+	ordered := make(chan *item, 2*decoders+8)
+	toDecode := make(chan *item, 2*decoders+8)
+	var times stageTimes
+	var n int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return readShard(gctx, t, in, ordered, toDecode, &times) })
+	for range decoders {
+		g.Go(func() error { decodeImages(gctx, t, toDecode, &times); return nil })
+	}
+	g.Go(func() error {
+		for it := range ordered {
+			select {
+			case <-it.ready:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			n++
+		}
+		return nil
+	})
+	err := g.Wait()
+	return n, err
 }
