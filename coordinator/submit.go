@@ -199,6 +199,9 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*Sub
 		return nil, err
 	}
 	rs.Shards = len(refs)
+	if rs.SubmittedAt.IsZero() {
+		rs.SubmittedAt = time.Now().UTC()
+	}
 	if err := c.checkWritable(ctx, out, rs.Run); err != nil {
 		return nil, err
 	}
@@ -231,9 +234,6 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*Sub
 
 // recordSettings stores rs as the run's settings, or checks that the stored ones match.
 func (c *Coordinator) recordSettings(ctx context.Context, rs pipeline.RunSettings) (pipeline.RunSettings, error) {
-	if rs.SubmittedAt.IsZero() {
-		rs.SubmittedAt = time.Now().UTC()
-	}
 	if rs.Version == "" {
 		rs.Version = c.version
 	}
