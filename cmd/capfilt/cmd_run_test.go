@@ -71,3 +71,15 @@ func TestModelRandomNeedsAVocabularyBeyondTiny(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb)
 	}
 }
+
+func TestExampleConfigHoldsOnlyKnownSettings(t *testing.T) {
+	code, out, errb := runCLI(t, "config", "--config", filepath.Join("..", "..", "capfilt.example.yaml"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	for _, name := range []string{"ack-wait", "max-deliver", "nats", "drain-timeout", "store-dir"} {
+		if _, src := settingLine(t, out, name); src != "file" {
+			t.Errorf("%s comes from %s, not the example file", name, src)
+		}
+	}
+}
