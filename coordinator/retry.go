@@ -92,11 +92,14 @@ func findShard(states map[string]pipeline.ShardState, name string) (pipeline.Sha
 func (c *Coordinator) retryShard(ctx context.Context, rs pipeline.RunSettings, st pipeline.ShardState) error {
 	// The revision from before the publish: a worker that takes the new job at once
 	// writes a newer state, which the pending state below must not overwrite.
-	_, rev, err := c.q.ShardState(ctx, rs.Run, st.Shard.ID)
+	cur, rev, err := c.q.ShardState(ctx, rs.Run, st.Shard.ID)
 	if err != nil {
 		return err
 	}
-	n := st.Retry + 1
+	if cur.State != st.State || cur.Retry != st.Retry {
+		return invalidf("shard %s of run %s changed while being retried (now %s)", st.Shard.ID, rs.Run, cur.State)
+	}
+	n := cur.Retry + 1
 	data, err := pipeline.EncodeJob(jobFor(rs, st.Shard, n))
 	if err != nil {
 		return err

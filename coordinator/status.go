@@ -115,14 +115,18 @@ func (c *Coordinator) Status(ctx context.Context, run string) (*RunStatus, error
 }
 
 // Watch reports the run's status every interval (and once more at the end) until the run
-// is complete or ctx ends. It polls, so a NATS restart only pauses the reports.
+// is complete or ctx ends. It polls, so a NATS restart only pauses the reports; a run so
+// large that reading it takes a while is polled less often.
 func (c *Coordinator) Watch(ctx context.Context, run string, every time.Duration, report func(*RunStatus)) (*RunStatus, error) {
 	if every <= 0 {
 		every = time.Second
 	}
 	var last *RunStatus
 	for {
+		began := time.Now()
 		s, err := c.Status(ctx, run)
+		// Reading a run of many shards takes a while: poll at most a tenth of the time.
+		wait := max(every, 9*time.Since(began))
 		switch {
 		case err == nil:
 			last = s
@@ -142,7 +146,7 @@ func (c *Coordinator) Watch(ctx context.Context, run string, every time.Duration
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
-		case <-time.After(every):
+		case <-time.After(wait):
 		}
 	}
 }

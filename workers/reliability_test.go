@@ -133,7 +133,7 @@ func TestResubmitPublishesNoDuplicateJobs(t *testing.T) {
 	rs := w.settings(t, "again")
 	first := w.submit(t, rs)
 	second := w.submit(t, rs)
-	if first.Published != 4 || second.Published != 0 || second.Known != 4 || !second.Resubmit {
+	if first.Published != 4 || first.Resubmit || second.Published != 0 || second.Known != 4 || !second.Resubmit {
 		t.Fatalf("first %+v, second %+v", first, second)
 	}
 	// Lose a shard's state: the stream's dedup window still drops the second publish.
