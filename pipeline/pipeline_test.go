@@ -84,11 +84,18 @@ func TestQueueSettingsLiveOnTheServer(t *testing.T) {
 		got.BackoffAfter(9) != time.Minute {
 		t.Fatalf("config read back %+v", got)
 	}
+	// A later submit changes the settings: a running process reads the new ones.
+	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{AckWait: 9 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if now, err := q.ReadConfig(ctx); err != nil || now.AckWait != 9*time.Second || now.MaxDeliver != pipeline.DefaultMaxDeliver {
+		t.Fatalf("settings re-read %+v (%v)", now, err)
+	}
 	info, err := q.Stream.Info(ctx)
 	if err != nil || info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Duplicates != pipeline.DefaultDedupWindow {
 		t.Fatalf("stream %+v %v", info, err)
 	}
-	if ci := q.Consumer.CachedInfo().Config; ci.MaxDeliver != 5 || ci.AckPolicy != jetstream.AckExplicitPolicy {
+	if ci := q.Consumer.CachedInfo().Config; ci.MaxDeliver != pipeline.DefaultMaxDeliver+1 || ci.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Fatalf("consumer max deliver %d (one past the attempts), ack policy %v", ci.MaxDeliver, ci.AckPolicy)
 	}
 }

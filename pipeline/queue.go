@@ -208,6 +208,17 @@ func decodeDurations(s string) ([]time.Duration, error) {
 	return out, nil
 }
 
+// ReadConfig reads the queue settings from the consumer as they are now: a later submit
+// may have changed them (EnsureQueue), and a heartbeat paced for an old, longer ack wait
+// would let JetStream hand a running job to a second worker.
+func (q *Queue) ReadConfig(ctx context.Context) (QueueConfig, error) {
+	info, err := q.Consumer.Info(ctx)
+	if err != nil {
+		return QueueConfig{}, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+	}
+	return configFromConsumer(info.Config)
+}
+
 // RunSettings reads a run's settings; jetstream.ErrKeyNotFound when there is no such run.
 func (q *Queue) RunSettings(ctx context.Context, run string) (RunSettings, error) {
 	var rs RunSettings

@@ -56,6 +56,7 @@ const DefaultDrainTimeout = 25 * time.Second
 // Worker pulls jobs and processes one shard at a time.
 type Worker struct {
 	q     *pipeline.Queue
+	qc    pipeline.QueueConfig // as of the current job; only the Run goroutine touches it
 	cfg   Config
 	log   *slog.Logger
 	sizer *BatchSizer
@@ -96,7 +97,7 @@ func New(q *pipeline.Queue, cfg Config) (*Worker, error) {
 	if size <= 0 {
 		size = 8
 	}
-	return &Worker{q: q, cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
+	return &Worker{q: q, qc: q.Config, cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
 		runs: map[string]pipeline.RunSettings{}, labelers: map[Labeler]bool{}}, nil
 }
 
@@ -110,7 +111,7 @@ func (w *Worker) BatchSize() int { return w.sizer.Size() }
 // shard finish within DrainTimeout or hands its job back (a nak, so another worker takes
 // it at once), and returns nil: stopping is not a failure.
 func (w *Worker) Run(ctx context.Context) error {
-	w.log.Info("worker started", "ack_wait", w.q.Config.AckWait, "max_deliver", w.q.Config.MaxDeliver)
+	w.log.Info("worker started", "ack_wait", w.qc.AckWait, "max_deliver", w.qc.MaxDeliver)
 	for ctx.Err() == nil {
 		msg, err := w.next(ctx)
 		if err != nil {
@@ -173,6 +174,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", job.Run, "shard", job.Shard.ID, "attempt", attempt)
+	if qc, err := w.q.ReadConfig(ctx); err == nil {
+		w.qc = qc
+	} else {
+		log.Debug("queue settings not refreshed", "err", err)
+	}
 	if attempt == 1 && job.Retry == 0 {
 		w.cfg.Metrics.observeQueueWait(w.cfg.ID, time.Since(meta.Timestamp))
 	}
@@ -184,13 +190,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		log.Warn("run settings unavailable; job handed back", "err", err)
-		msg.NakWithDelay(w.q.Config.BackoffAfter(1))
+		msg.NakWithDelay(w.qc.BackoffAfter(1))
 		return
 	}
 	cur, _, err := w.q.ShardState(ctx, job.Run, job.Shard.ID)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		log.Warn("shard state unavailable; job handed back", "err", err)
-		msg.NakWithDelay(w.q.Config.BackoffAfter(1))
+		msg.NakWithDelay(w.qc.BackoffAfter(1))
 		return
 	}
 	if err != nil {
@@ -205,11 +211,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Info("shard already done (its ack was lost); acking again")
 		w.ack(ctx, msg, log)
 		return
-	case attempt > w.q.Config.MaxDeliver:
+	case attempt > w.qc.MaxDeliver:
 		// The worker of the last attempt died without a word (see EnsureQueue).
 		cur.State, cur.Retry, cur.Attempts = pipeline.Dead, job.Retry, attempt-1
 		cur.LastError = fmt.Sprintf("attempt %d: worker %s was lost (no heartbeat within %v); earlier: %s",
-			attempt-1, orUnknown(cur.Worker), w.q.Config.AckWait, orUnknown(cur.LastError))
+			attempt-1, orUnknown(cur.Worker), w.qc.AckWait, orUnknown(cur.LastError))
 		cur.FinishedAt = time.Now().UTC()
 		w.putState(ctx, cur, log)
 		msg.TermWithReason(cur.LastError)
@@ -277,7 +283,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, job pipeline.Jo
 		msg.Nak()
 		log.Info("worker stopping: job handed back")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "handed_back", 0, 0)
-	case attempt >= w.q.Config.MaxDeliver:
+	case attempt >= w.qc.MaxDeliver:
 		st.State, st.LastError = pipeline.Dead, fmt.Sprintf("attempt %d: %v", attempt, err)
 		w.putState(settle, st, log)
 		msg.TermWithReason(truncate(st.LastError, 1024))
@@ -286,7 +292,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, job pipeline.Jo
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "dead", 0, 0)
 		w.maybeFinish(settle, job.Run, 1, log)
 	default:
-		delay := w.q.Config.BackoffAfter(attempt)
+		delay := w.qc.BackoffAfter(attempt)
 		st.State, st.LastError = pipeline.Failed, fmt.Sprintf("attempt %d: %v", attempt, err)
 		w.putState(settle, st, log)
 		msg.NakWithDelay(delay)
@@ -359,7 +365,7 @@ func (w *Worker) runSettings(ctx context.Context, run string) (pipeline.RunSetti
 // heartbeat tells JetStream the job is in progress every AckWait/4, and records the
 // shard's progress in its state, until the returned stop is called.
 func (w *Worker) heartbeat(msg jetstream.Msg, st pipeline.ShardState, progress *atomic.Int64, log *slog.Logger) (stop func()) {
-	every := max(w.q.Config.AckWait/4, 50*time.Millisecond)
+	every := max(w.qc.AckWait/4, 50*time.Millisecond)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -395,7 +401,7 @@ func (w *Worker) heartbeat(msg jetstream.Msg, st pipeline.ShardState, progress *
 // putState records a state, retrying through a NATS outage for up to AckWait: past that
 // the job is redelivered anyway and its next attempt records its own state.
 func (w *Worker) putState(ctx context.Context, st pipeline.ShardState, log *slog.Logger) {
-	deadline := time.Now().Add(w.q.Config.AckWait)
+	deadline := time.Now().Add(w.qc.AckWait)
 	for {
 		err := w.q.PutShardState(ctx, st)
 		if err == nil {
@@ -412,7 +418,7 @@ func (w *Worker) putState(ctx context.Context, st pipeline.ShardState, log *slog
 // ack acknowledges a job and waits for JetStream to confirm, retrying through a NATS
 // outage; an ack that never lands only means the job is redelivered and found done.
 func (w *Worker) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
-	deadline := time.Now().Add(w.q.Config.AckWait)
+	deadline := time.Now().Add(w.qc.AckWait)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := msg.DoubleAck(actx)
