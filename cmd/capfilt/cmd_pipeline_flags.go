@@ -115,10 +115,11 @@ func addRunFlags(cmd *cobra.Command) {
 	f.Int64("max-pixels", 0, "refuse images whose header declares more pixels (0: the default limit)")
 	f.Bool("omit-images", false, "write captions and scores without the image bytes")
 	f.Bool("with-rejected", false, "also write each image's rejected captions with their scores, for audit")
-	f.Duration("ack-wait", pipeline.DefaultAckWait, "a job without a worker heartbeat for this long goes to another worker")
-	f.Int("max-deliver", pipeline.DefaultMaxDeliver, "attempts a shard gets before it is dead")
-	f.String("retry-backoff", "5s,30s,2m,5m", "waits before the 2nd, 3rd, ... attempt of a failed shard (the last repeats)")
-	f.Duration("dedup-window", pipeline.DefaultDedupWindow, "how long NATS drops a re-published job by its id")
+	// The queue is shared by every run on the server: these four set it for all of them.
+	f.Duration("ack-wait", pipeline.DefaultAckWait, "queue: a job without a worker heartbeat for this long goes to another worker")
+	f.Int("max-deliver", pipeline.DefaultMaxDeliver, "queue: attempts a shard gets before it is dead")
+	f.String("retry-backoff", "5s,30s,2m,5m", "queue: waits before the 2nd, 3rd, ... attempt of a failed shard (the last repeats)")
+	f.Duration("dedup-window", pipeline.DefaultDedupWindow, "queue: how long NATS drops a re-published job by its id")
 }
 
 func (a *app) queueConfig() (pipeline.QueueConfig, error) {
