@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,16 +13,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capfilt/capfilt/coordinator"
-	"github.com/capfilt/capfilt/internal/testutil"
+	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
 )
 
 func setup(t *testing.T) (*pipeline.Queue, *coordinator.Coordinator) {
 	t.Helper()
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	q := n.EnsureQueue(t)
 	return q, coordinator.New(q, coordinator.Config{Store: shards.OpenStore(shards.StoreConfig{}), Version: "test"})
+}
+
+// runSettings are a run's settings as the coordinator sees them: it records the model
+// and generation settings without reading them.
+func runSettings(run string, inputs []string, output, model string) pipeline.RunSettings {
+	return pipeline.RunSettings{Run: run, Inputs: inputs, Output: output, Captioner: pipeline.ModelSpec{Path: model},
+		Filter: pipeline.ModelSpec{Path: model}, Generation: json.RawMessage(`{"mode":"nucleus","seed":7}`), Seed: 7,
+		Rule: pipeline.RuleSpec{Web: "itm>=0.5", Synthetic: "itm>=0.5"}}
 }
 
 func touch(t *testing.T, paths ...string) {
@@ -70,7 +79,7 @@ func TestSubmitRecordsTheRunAndOneJobPerShard(t *testing.T) {
 	q, c := setup(t)
 	in, out := t.TempDir(), t.TempDir()
 	touch(t, filepath.Join(in, "00000.tar"), filepath.Join(in, "00001.tar"), filepath.Join(in, "00002.tar"))
-	rs := testutil.RunSettings(t, "r1", []string{filepath.Join(in, "*.tar")}, out, "/models/blip")
+	rs := runSettings("r1", []string{filepath.Join(in, "*.tar")}, out, "/models/blip")
 	sum, err := c.Submit(context.Background(), rs)
 	if err != nil || sum.Published != 3 || len(sum.Shards) != 3 {
 		t.Fatalf("submit: %v %+v", err, sum)
@@ -114,7 +123,7 @@ func TestSubmitRefusesAnUnwritableOutput(t *testing.T) {
 	touch(t, filepath.Join(in, "00000.tar"))
 	blocker := filepath.Join(t.TempDir(), "a-file")
 	touch(t, blocker)
-	rs := testutil.RunSettings(t, "r2", []string{filepath.Join(in, "00000.tar")}, filepath.Join(blocker, "out"), "/m")
+	rs := runSettings("r2", []string{filepath.Join(in, "00000.tar")}, filepath.Join(blocker, "out"), "/m")
 	_, err := c.Submit(context.Background(), rs)
 	var inv *coordinator.InvalidError
 	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "not writable") {
@@ -132,7 +141,7 @@ func TestRetryTakesOnlyShardsWithoutAJob(t *testing.T) {
 	q, c := setup(t)
 	in, out := t.TempDir(), t.TempDir()
 	touch(t, filepath.Join(in, "00000.tar"), filepath.Join(in, "00001.tar"))
-	if _, err := c.Submit(context.Background(), testutil.RunSettings(t, "r3", []string{filepath.Join(in, "*.tar")}, out, "/m")); err != nil {
+	if _, err := c.Submit(context.Background(), runSettings("r3", []string{filepath.Join(in, "*.tar")}, out, "/m")); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/capfilt/capfilt/internal/testutil"
+	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/pipeline"
 )
 
@@ -65,7 +65,7 @@ func TestSettingsDifferencesNameWhatChanged(t *testing.T) {
 }
 
 func TestQueueSettingsLiveOnTheServer(t *testing.T) {
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	_, js := n.Connect(t)
 	ctx := context.Background()
 	if _, err := pipeline.OpenQueue(ctx, js); err != pipeline.ErrNoQueue {
@@ -101,7 +101,7 @@ func TestQueueSettingsLiveOnTheServer(t *testing.T) {
 }
 
 func TestEmbeddedServerKeepsJobsAcrossARestart(t *testing.T) {
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	q := n.EnsureQueue(t)
 	ctx := context.Background()
 	if _, err := q.JS.Publish(ctx, pipeline.JobSubject("r"), []byte(`{}`), jetstream.WithMsgID("r/00000")); err != nil {

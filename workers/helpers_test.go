@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/coordinator"
-	"github.com/capfilt/capfilt/internal/testutil"
+	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
+	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
@@ -127,7 +128,7 @@ func startHelper(t *testing.T, natsURL, id string, delay, drain time.Duration) *
 
 // world is one test's NATS server, queue, coordinator, model and folders.
 type world struct {
-	nats  *testutil.NATS
+	nats  *pipelinetest.NATS
 	q     *pipeline.Queue
 	coord *coordinator.Coordinator
 	store shards.Store
@@ -140,10 +141,10 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	torch.SetNumThreads(1)
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	q := n.EnsureQueue(t)
 	store := shards.OpenStore(shards.StoreConfig{})
-	w := &world{nats: n, q: q, store: store, model: testutil.TinyModelDir(t, 11), in: t.TempDir(), out: t.TempDir(),
+	w := &world{nats: n, q: q, store: store, model: tinyblip.ModelDir(t, 11), in: t.TempDir(), out: t.TempDir(),
 		coord: coordinator.New(q, coordinator.Config{Store: store, Version: "test"}),
 		src:   workers.NewBLIPSource(torch.CPU, torch.Float32)}
 	t.Cleanup(w.src.Close)
@@ -165,7 +166,7 @@ func (w *world) settings(t *testing.T, run string, inputs ...string) pipeline.Ru
 	if len(inputs) == 0 {
 		inputs = []string{filepath.Join(w.in, "*.tar")}
 	}
-	rs := testutil.RunSettings(t, run, inputs, w.out, w.model)
+	rs := tinyblip.RunSettings(t, run, inputs, w.out, w.model)
 	// The random tiny model scores every pair between 0.48 and 0.50: this bar keeps
 	// some images and rejects others.
 	rs.Rule.Web, rs.Rule.Synthetic = "itm>=0.49", "itm>=0.49"

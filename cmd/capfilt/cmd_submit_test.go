@@ -16,15 +16,16 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/coordinator"
-	"github.com/capfilt/capfilt/internal/testutil"
+	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
+	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/synth"
 )
 
 func TestBadSettingsExitTwoWithOneLineAndPublishNothing(t *testing.T) {
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	dir := t.TempDir()
-	model := testutil.TinyModelDir(t, 1)
+	model := tinyblip.ModelDir(t, 1)
 	in := filepath.Join(dir, "in")
 	if _, err := synth.WriteSampleShards(in, 2, synth.SampleOptions{PerShard: 2}); err != nil {
 		t.Fatal(err)
@@ -127,9 +128,9 @@ func startWorkerProcess(t *testing.T, args ...string) *exec.Cmd {
 }
 
 func TestSubmitWaitStatusAndRetryThroughTheCLI(t *testing.T) {
-	n := testutil.StartNATS(t)
+	n := pipelinetest.StartNATS(t)
 	dir := t.TempDir()
-	model := testutil.TinyModelDir(t, 1)
+	model := tinyblip.ModelDir(t, 1)
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
 	if _, err := synth.WriteSampleShards(in, 3, synth.SampleOptions{PerShard: 6, Seed: 2}); err != nil {
 		t.Fatal(err)
