@@ -12,7 +12,8 @@ import (
 // temporary files stay behind; the attempt that reruns the shard removes them.
 //
 // It duplicates a shards detail because the Store interface has no way to list or clean
-// unpublished writes; see the note in the package report.
+// unpublished writes; shards exporting the prefix (or a Store method that removes stale
+// writes under a name) would remove the duplicate.
 const localTempPrefix = ".capfilt-tmp-"
 
 // removeStaleTemps deletes the unpublished local files of earlier attempts at these
