@@ -98,7 +98,7 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	if decoders <= 0 {
 		decoders = runtime.GOMAXPROCS(0)
 	}
-	depth := 2*t.Sizer.Size() + decoders // items in flight between the reader and the batcher
+	depth := QueueDepth(t.Sizer.Size(), decoders)
 	ordered := make(chan *item, depth)
 	toDecode := make(chan *item, depth)
 	batches := make(chan *modelBatch, 1)
@@ -403,15 +403,19 @@ func cleanedMeta(t ShardTask) shards.CleanedMeta {
 			"seed": fmt.Sprint(t.Settings.Seed), "shard": t.Job.Shard.URL}}
 }
 
+// QueueDepth is how many samples wait between the reader and the batcher: two batches
+// and one per decoder, so the next batch is decoded while the model runs on this one.
+func QueueDepth(batch, decoders int) int { return 2*batch + decoders }
+
 // ReadAndDecode reads a shard and decodes and preprocesses its images the way a worker
-// does, with decoders images at once, and does nothing else. It returns how many samples
-// were read: the baseline `capfilt bench pipeline` measures the rest of the pipeline
-// against.
-func ReadAndDecode(ctx context.Context, store shards.Store, in shards.URL, size, decoders int) (int64, error) {
+// does, with decoders images at once and depth samples in flight, and does nothing else.
+// It returns how many samples were read: the baseline `capfilt bench pipeline` measures
+// the rest of the pipeline against.
+func ReadAndDecode(ctx context.Context, store shards.Store, in shards.URL, size, decoders, depth int) (int64, error) {
 	t := ShardTask{Store: store, Labeler: PassThrough{Side: size}, Job: pipeline.Job{Shard: pipeline.ShardRef{URL: in.String()}}}
 	decoders = max(decoders, 1)
-	ordered := make(chan *item, 2*decoders+8)
-	toDecode := make(chan *item, 2*decoders+8)
+	ordered := make(chan *item, depth)
+	toDecode := make(chan *item, depth)
 	var times stageTimes
 	var n int64
 	g, gctx := errgroup.WithContext(ctx)
