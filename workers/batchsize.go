@@ -12,10 +12,13 @@ import (
 
 // BatchSizer holds a worker's model batch size. A batch that runs out of device memory
 // is split in halves (recursively) and never fails its shard; the size then drops to the
-// largest that fit, and stays there for the worker's later batches and shards.
+// largest batch seen to fit below the one that failed (or to the half, before any fit),
+// and stays there for the worker's later batches and shards.
 type BatchSizer struct {
 	mu     sync.Mutex
 	size   int
+	fit    int // the largest batch seen to run, 0 before any
+	failed int // the smallest batch seen to run out of memory, 0 before any
 	splits int
 }
 
@@ -42,12 +45,28 @@ func (s *BatchSizer) set(n int) {
 	s.mu.Unlock()
 }
 
+// ran records that a batch of n images fit.
+func (s *BatchSizer) ran(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n > s.fit && (s.failed == 0 || n < s.failed) {
+		s.fit = n
+	}
+}
+
 // outOfMemory records that a batch of n images did not fit: no later batch is that big.
 func (s *BatchSizer) outOfMemory(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.splits++
-	s.size = max(min(s.size, (n+1)/2), 1)
+	if s.failed == 0 || n < s.failed {
+		s.failed = n
+	}
+	next := (n + 1) / 2
+	if s.fit > 0 && s.fit < s.failed {
+		next = s.fit
+	}
+	s.size = max(min(s.size, next), 1)
 }
 
 // LabelSplitting runs lab on b; when the device runs out of memory it labels the two
@@ -59,6 +78,7 @@ func LabelSplitting(ctx context.Context, lab Labeler, b Batch, sizer *BatchSizer
 		if len(labels) != b.Len() {
 			return nil, fmt.Errorf("model stage returned %d labels for %d images", len(labels), b.Len())
 		}
+		sizer.ran(b.Len())
 		return labels, nil
 	}
 	if !errors.Is(err, torch.ErrOutOfMemory) {

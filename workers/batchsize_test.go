@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
 	"github.com/capfilt/capfilt/workers"
 )
@@ -49,7 +50,10 @@ func (d *smallDevice) MemoryStats() (map[string]int64, bool) {
 
 func TestOutOfMemoryBatchIsSplitAndTheSizeThatFitIsKept(t *testing.T) {
 	w := newWorld(t)
-	w.shards(t, 1, 40)
+	// 48 good images: every batch is 16, 8 or 4 images, whatever the timing.
+	if _, err := synth.WriteSampleShards(w.in, 1, synth.SampleOptions{PerShard: 48, Width: 32, Height: 32}); err != nil {
+		t.Fatal(err)
+	}
 	w.submit(t, w.settings(t, "oom"))
 	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 32}, fits: 5}
 	reg := prometheus.NewRegistry()
@@ -83,7 +87,7 @@ func TestOutOfMemoryBatchIsSplitAndTheSizeThatFitIsKept(t *testing.T) {
 			t.Fatalf("later batches still of %d images: %v", n, dev.tried)
 		}
 	}
-	if shard.Counts.Accepted+shard.Counts.Skipped != shard.Counts.Read || shard.Counts.Read != 40 {
+	if shard.Counts != (pipeline.Counts{Read: 48, Accepted: 48}) {
 		t.Fatalf("pass-through keeps every decoded image: %+v", shard.Counts)
 	}
 	if got := gauge(t, reg, "capfilt_worker_batch_size"); got != 4 {
@@ -92,8 +96,8 @@ func TestOutOfMemoryBatchIsSplitAndTheSizeThatFitIsKept(t *testing.T) {
 	if got := gauge(t, reg, "capfilt_worker_oom_splits_total"); got != float64(shard.OOMSplits) {
 		t.Errorf("OOM split metric %v, state %d", got, shard.OOMSplits)
 	}
-	if got := gauge(t, reg, "capfilt_worker_images_total"); got != 40 {
-		t.Errorf("images metric %v, want 40", got)
+	if got := gauge(t, reg, "capfilt_worker_images_total"); got != 48 {
+		t.Errorf("images metric %v, want 48", got)
 	}
 }
 
@@ -114,6 +118,26 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+func TestSizeAfterOutOfMemoryIsTheLargestSeenToFit(t *testing.T) {
+	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 4}, fits: 5}
+	sizer := workers.NewBatchSizer(4)
+	batch := func(n int) workers.Batch {
+		b := workers.Batch{Pixels: make([]float32, n*3*4*4), Size: 4}
+		for i := range n {
+			b.Keys, b.WebCaptions = append(b.Keys, fmt.Sprint(i)), append(b.WebCaptions, "x")
+		}
+		return b
+	}
+	for _, n := range []int{4, 6} { // 4 fits; then a batch of 6 (a shard's tail formed earlier) does not
+		if _, err := workers.LabelSplitting(context.Background(), dev, batch(n), sizer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sizer.Size() != 4 || sizer.Splits() != 1 {
+		t.Fatalf("size %d after %d splits; want 4 (seen to fit), not 3 (half of 6)", sizer.Size(), sizer.Splits())
+	}
 }
 
 func TestSingleImageThatDoesNotFitFailsTheBatch(t *testing.T) {
