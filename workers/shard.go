@@ -430,6 +430,7 @@ func ReadAndDecode(ctx context.Context, store shards.Store, in shards.URL, size,
 			case <-gctx.Done():
 				return gctx.Err()
 			}
+			it.pixels = nil // as the batcher does once it has copied them
 			n++
 		}
 		return nil
