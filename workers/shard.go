@@ -149,7 +149,7 @@ func readShard(ctx context.Context, t ShardTask, in shards.URL, ordered, toDecod
 	opts := shards.ShardOptions{Columns: t.Settings.Columns}
 	r, err := shards.OpenShard(ctx, t.Store, in, opts)
 	if err != nil {
-		return fmt.Errorf("shard %s: %w", in, err)
+		return err // shards names the shard in its errors
 	}
 	defer r.Close()
 	for {
@@ -160,7 +160,7 @@ func readShard(ctx context.Context, t ShardTask, in shards.URL, ordered, toDecod
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("shard %s: %w", in, err)
+			return err
 		}
 		it := &item{s: s, ready: make(chan struct{})}
 		if s.SkipReason != "" {
