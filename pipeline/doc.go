@@ -1,5 +1,6 @@
-// Package pipeline holds the contracts every stage of capfilt shares: Job, ShardRef,
-// ShardResult, Config, run ids, the NATS subject, stream and KV names, and starting an
-// embedded nats-server. It imports neither coordinator nor workers; they import it, and
-// cmd/capfilt wires the three together.
+// Package pipeline holds the contracts every stage of capfilt shares: the Job on the work
+// queue, ShardRef, ShardState and ShardResult, the RunSettings every worker of a run
+// uses, the NATS stream, consumer, subject and KV bucket names (Queue opens them all),
+// and starting an embedded nats-server. It imports neither coordinator nor workers; they
+// import it, and cmd/capfilt wires the three together.
 package pipeline

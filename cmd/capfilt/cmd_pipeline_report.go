@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/capfilt/capfilt/coordinator"
+	"github.com/capfilt/capfilt/pipeline"
+)
+
+// follow shows a run's progress on stderr until it is complete (or ctx ends): a bar of
+// settled shards with done/failed counts, images per second and the ETA.
+func (a *app) follow(ctx context.Context, coord *coordinator.Coordinator, run string, shards int) (*coordinator.RunStatus, error) {
+	bar := progressbar.NewOptions(shards, progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription(run),
+		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(false), progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionSetWidth(24), progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.stderr) }))
+	st, err := coord.Watch(ctx, run, 500*time.Millisecond, func(s *coordinator.RunStatus) {
+		bar.Describe(fmt.Sprintf("%s: %d done, %d failed, %.1f img/s, ETA %s", run, s.ByState[pipeline.Done],
+			s.ByState[pipeline.Failed]+s.ByState[pipeline.Dead], s.ImagesPerSecond, coordinator.FormatETA(s.ETA)))
+		bar.Set(s.ByState[pipeline.Done] + s.ByState[pipeline.Dead])
+	})
+	if err == nil {
+		bar.Finish()
+	}
+	return st, err
+}
+
+// printManifest says how a finished run went; dead shards make it an error.
+func (a *app) printManifest(m *coordinator.Manifest, where string) error {
+	a.printf("run %s: %d shards: %d done, %d dead\n", m.Run, len(m.Shards), m.Done, m.Dead)
+	t := m.Totals
+	a.printf("images: %d read, %d accepted, %d rejected, %d skipped\n", t.Read, t.Accepted, t.Rejected, t.Skipped)
+	for _, s := range m.Shards {
+		if s.State == pipeline.Dead {
+			a.printf("dead %s %s: %s\n", s.ID, s.Input, s.Error)
+		}
+	}
+	a.printf("manifest: %s\n", where)
+	if m.Dead > 0 {
+		return fmt.Errorf("%d of %d shards are dead (capfilt retry --run %s --failed re-enqueues them)", m.Dead, len(m.Shards), m.Run)
+	}
+	return nil
+}
+
+// printStatus writes a run's status for people.
+func printStatus(w io.Writer, s *coordinator.RunStatus) {
+	fmt.Fprintf(w, "run %s: %d shards, submitted %s\n", s.Run, s.Shards, s.Settings.SubmittedAt.Local().Format(time.DateTime))
+	var parts []string
+	for _, st := range []pipeline.State{pipeline.Pending, pipeline.Running, pipeline.Done, pipeline.Failed, pipeline.Dead} {
+		parts = append(parts, fmt.Sprintf("%s %d", st, s.ByState[st]))
+	}
+	fmt.Fprintf(w, "  shards   %s\n", strings.Join(parts, ", "))
+	i := s.Images
+	fmt.Fprintf(w, "  images   %d read: %d accepted, %d rejected, %d skipped", i.Read, i.Accepted, i.Rejected, i.Skipped)
+	if s.InFlight > 0 {
+		fmt.Fprintf(w, " (+%d read by running shards)", s.InFlight)
+	}
+	fmt.Fprintln(w)
+	if s.Complete {
+		fmt.Fprintf(w, "  speed    %.1f images/s; complete\n", s.ImagesPerSecond)
+	} else {
+		fmt.Fprintf(w, "  speed    %.1f images/s, ETA %s\n", s.ImagesPerSecond, coordinator.FormatETA(s.ETA))
+	}
+	for _, wk := range s.Workers {
+		fmt.Fprintf(w, "  worker   %s: shard %s, %d read, batch size %d", wk.ID, wk.Shard, wk.Progress, wk.BatchSize)
+		if wk.OOMSplits > 0 {
+			fmt.Fprintf(w, " (%d out-of-memory splits)", wk.OOMSplits)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, p := range s.Problems {
+		what := "failed (will be retried)"
+		if p.State == pipeline.Dead {
+			what = "dead"
+		}
+		fmt.Fprintf(w, "  %s %s after %d attempts: %s\n    %s\n", p.Shard.ID, what, p.Attempts, p.Shard.URL, p.LastError)
+	}
+}

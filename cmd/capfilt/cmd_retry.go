@@ -1,0 +1,53 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/capfilt/capfilt/coordinator"
+)
+
+func newRetryCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "retry --run NAME (--failed | --shard S ...)",
+		Short: "Re-enqueue a run's dead shards, or chosen done or dead shards",
+		Long: `--failed re-enqueues every dead shard (every attempt failed); --shard names one by id,
+input URL or output stem (repeatable), to redo a dead or done shard. Each gets a new job
+with a fresh set of attempts, and its outputs are overwritten.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run := a.v.GetString("run")
+			if run == "" {
+				return usagef("no run name given (--run)")
+			}
+			req := coordinator.RetryRequest{Run: run, Dead: a.v.GetBool("failed"), Shards: a.v.GetStringSlice("shard")}
+			if !req.Dead && len(req.Shards) == 0 {
+				return usagef("say what to retry: --failed, or --shard S")
+			}
+			nc, q, err := a.connectQueue(cmd, false)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			coord := coordinator.New(q, coordinator.Config{Log: a.log, Version: capfiltVersion()})
+			refs, err := coord.Retry(cmd.Context(), req)
+			if err != nil {
+				return asUsage(err)
+			}
+			if len(refs) == 0 {
+				a.printf("run %s has no dead shard: nothing re-enqueued\n", run)
+				return nil
+			}
+			for _, r := range refs {
+				a.printf("re-enqueued %s %s\n", r.ID, r.URL)
+			}
+			a.printf("run %s: %d shards re-enqueued\n", run, len(refs))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("run", "", "run name")
+	f.Bool("failed", false, "re-enqueue every dead shard")
+	f.StringArray("shard", nil, "a shard to redo: its id, input URL or output stem (repeatable)")
+	addNATSFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,317 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/shards"
+)
+
+// Coordinator plans runs, publishes their jobs and reads back what the workers did.
+// Everything it knows lives in NATS, so any number of them, on any machine, agree.
+type Coordinator struct {
+	q       *pipeline.Queue
+	store   shards.Store
+	log     *slog.Logger
+	version string
+}
+
+// Config configures a Coordinator.
+type Config struct {
+	Store   shards.Store // where inputs are listed and the manifest is written
+	Log     *slog.Logger // default: discard
+	Version string       // capfilt's version, recorded in run settings and manifests
+}
+
+// New makes a coordinator over an opened queue.
+func New(q *pipeline.Queue, cfg Config) *Coordinator {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store == nil {
+		cfg.Store = shards.OpenStore(shards.StoreConfig{})
+	}
+	return &Coordinator{q: q, store: cfg.Store, log: cfg.Log, version: cfg.Version}
+}
+
+// InvalidError is a problem with what was asked (a missing input, an unwritable output, a
+// run name taken by other settings): nothing was published.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+func invalidf(format string, args ...any) error {
+	return &InvalidError{Err: fmt.Errorf(format, args...)}
+}
+
+// SubmitSummary says what a submit did.
+type SubmitSummary struct {
+	Run       string
+	Shards    []pipeline.ShardRef
+	Published int  // jobs published now
+	Known     int  // shards an earlier submit of the same run already published
+	Resubmit  bool // the run existed before this submit
+}
+
+// statConcurrency bounds the input checks in flight (HEADs on S3).
+const statConcurrency = 16
+
+// Plan expands the input patterns into the run's shards, in order, and checks that each
+// exists, has a known format and writes outputs no other shard writes.
+func (c *Coordinator) Plan(ctx context.Context, inputs []string) ([]pipeline.ShardRef, error) {
+	if len(inputs) == 0 {
+		return nil, invalidf("no input given")
+	}
+	var urls []shards.URL
+	seen := map[shards.URL]bool{}
+	stems := map[string]shards.URL{}
+	for _, pattern := range inputs {
+		us, err := shards.Expand(ctx, c.store, pattern)
+		if err != nil {
+			return nil, invalidf("input %s: %v", pattern, err)
+		}
+		for _, u := range us {
+			if u.Scheme == shards.SchemeFile {
+				if abs, err := filepath.Abs(u.Path); err == nil {
+					u.Path = abs // workers may run in another directory
+				}
+			}
+			if seen[u] {
+				continue
+			}
+			seen[u] = true
+			if ext := u.Ext(); ext != ".tar" && ext != ".parquet" {
+				return nil, invalidf("input shard %s: want a .tar (WebDataset) or .parquet shard", u)
+			}
+			if prev, dup := stems[u.Stem()]; dup {
+				return nil, invalidf("input shards %s and %s would both write %s.parquet", prev, u, u.Stem())
+			}
+			stems[u.Stem()] = u
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return nil, invalidf("input %v names no shard", inputs)
+	}
+	if err := c.checkExist(ctx, urls); err != nil {
+		return nil, err
+	}
+	refs := make([]pipeline.ShardRef, len(urls))
+	for i, u := range urls {
+		refs[i] = pipeline.ShardRef{Index: i, ID: pipeline.ShardID(i, len(urls)), URL: u.String()}
+	}
+	return refs, nil
+}
+
+func (c *Coordinator) checkExist(ctx context.Context, urls []shards.URL) error {
+	errs := make([]error, len(urls))
+	sem := make(chan struct{}, statConcurrency)
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := c.store.Stat(ctx, u); err != nil {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	missing := 0
+	for _, err := range errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			missing++
+		}
+	}
+	switch {
+	case missing == 1:
+		return invalidf("input shard: %v", first)
+	case missing > 1:
+		return invalidf("input shards: %v (and %d more)", first, missing-1)
+	}
+	return nil
+}
+
+// checkWritable writes and deletes a small object under out, so that a run that could
+// never publish anything fails at submit, not on every worker.
+func (c *Coordinator) checkWritable(ctx context.Context, out shards.URL, run string) error {
+	probe := out.Join(".capfilt-write-check-" + run)
+	w, err := c.store.Create(ctx, probe)
+	if err != nil {
+		return invalidf("output %s is not writable: %v", out, err)
+	}
+	defer w.Abort()
+	if _, err := w.Write([]byte("capfilt\n")); err != nil {
+		return invalidf("output %s is not writable: %v", out, err)
+	}
+	if err := w.Close(); err != nil {
+		return invalidf("output %s is not writable: %v", out, err)
+	}
+	if err := c.store.Delete(ctx, probe); err != nil {
+		c.log.Warn("could not delete the write check object", "object", probe.String(), "err", err)
+	}
+	return nil
+}
+
+// OutputURL parses and normalises an output prefix (absolute for local paths).
+func OutputURL(s string) (shards.URL, error) {
+	u, err := shards.ParseURL(s)
+	if err != nil {
+		return u, invalidf("output %s: %v", s, err)
+	}
+	if u.Scheme == shards.SchemeFile {
+		if abs, err := filepath.Abs(u.Path); err == nil {
+			u.Path = abs
+		}
+	}
+	return u, nil
+}
+
+// Submit records a run's settings and publishes one job per shard. Submitting a run again
+// with the same settings publishes only the jobs of shards that have none yet (none, when
+// the first submit finished); other settings under the same name are refused.
+func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*SubmitSummary, error) {
+	if err := pipeline.ValidateRunName(rs.Run); err != nil {
+		return nil, &InvalidError{Err: err}
+	}
+	out, err := OutputURL(rs.Output)
+	if err != nil {
+		return nil, err
+	}
+	rs.Output = out.String()
+	refs, err := c.Plan(ctx, rs.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	rs.Shards = len(refs)
+	if rs.SubmittedAt.IsZero() {
+		rs.SubmittedAt = time.Now().UTC()
+	}
+	if err := c.checkWritable(ctx, out, rs.Run); err != nil {
+		return nil, err
+	}
+	sum := &SubmitSummary{Run: rs.Run, Shards: refs}
+	recorded, err := c.recordSettings(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	sum.Resubmit = recorded.SubmittedAt != rs.SubmittedAt
+	states, err := c.q.RunShardStates(ctx, rs.Run)
+	if err != nil {
+		return nil, err
+	}
+	var todo []pipeline.ShardRef
+	for _, r := range refs {
+		if _, known := states[r.ID]; known {
+			sum.Known++
+			continue
+		}
+		todo = append(todo, r)
+	}
+	n, err := c.publish(ctx, recorded, todo)
+	sum.Published = n
+	if err != nil {
+		return sum, err
+	}
+	sum.Known += len(todo) - n // published by an earlier submit whose states were not stored
+	return sum, nil
+}
+
+// recordSettings stores rs as the run's settings, or checks that the stored ones match.
+func (c *Coordinator) recordSettings(ctx context.Context, rs pipeline.RunSettings) (pipeline.RunSettings, error) {
+	if rs.Version == "" {
+		rs.Version = c.version
+	}
+	for range 3 {
+		prev, err := c.q.RunSettings(ctx, rs.Run)
+		switch {
+		case err == nil:
+			if diff := prev.Differences(rs); diff != "" {
+				return prev, invalidf("run %s was submitted before with other %s; use another run name", rs.Run, diff)
+			}
+			return prev, nil
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return rs, err
+		}
+		data, err := encodeSettings(rs)
+		if err != nil {
+			return rs, err
+		}
+		if _, err := c.q.Runs.Create(ctx, rs.Run, data); err == nil {
+			return rs, nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return rs, fmt.Errorf("record settings of run %s: %w", rs.Run, err)
+		}
+		// Another submit of the same run got there first: compare with its settings.
+	}
+	return rs, fmt.Errorf("record settings of run %s: the stored settings keep changing", rs.Run)
+}
+
+// publish sends the jobs of refs and records them as pending. It returns how many the
+// stream took as new (a message id it had seen inside its dedup window is not).
+func (c *Coordinator) publish(ctx context.Context, rs pipeline.RunSettings, refs []pipeline.ShardRef) (int, error) {
+	type pending struct {
+		ref pipeline.ShardRef
+		ack jetstream.PubAckFuture
+	}
+	var futures []pending
+	for _, r := range refs {
+		data, err := pipeline.EncodeJob(jobFor(rs, r, 0))
+		if err != nil {
+			return 0, err
+		}
+		f, err := c.q.JS.PublishAsync(pipeline.JobSubject(rs.Run), data, jetstream.WithMsgID(pipeline.MsgID(rs.Run, r.ID)))
+		if err != nil {
+			return 0, fmt.Errorf("publish job of shard %s: %w", r.URL, err)
+		}
+		futures = append(futures, pending{r, f})
+	}
+	published := 0
+	now := time.Now().UTC()
+	for _, p := range futures {
+		select {
+		case ack := <-p.ack.Ok():
+			if !ack.Duplicate {
+				published++
+			}
+		case err := <-p.ack.Err():
+			return published, fmt.Errorf("publish job of shard %s: %w", p.ref.URL, err)
+		case <-ctx.Done():
+			return published, ctx.Err()
+		}
+		st := pipeline.ShardState{Run: rs.Run, Shard: p.ref, State: pipeline.Pending, SubmittedAt: now}
+		// A worker that already took the job has written a newer state: keep it.
+		if err := c.q.CreateShardState(ctx, st); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return published, fmt.Errorf("record shard %s as pending: %w", p.ref.URL, err)
+		}
+	}
+	return published, nil
+}
+
+func encodeSettings(rs pipeline.RunSettings) ([]byte, error) {
+	data, err := json.Marshal(rs)
+	if err != nil {
+		return nil, fmt.Errorf("encode settings of run %s: %w", rs.Run, err)
+	}
+	return data, nil
+}
+
+func jobFor(rs pipeline.RunSettings, r pipeline.ShardRef, retry int) pipeline.Job {
+	return pipeline.Job{Run: rs.Run, Shard: r, Output: rs.Output, Captioner: rs.Captioner.Path, Filter: rs.Filter.Path,
+		Seed: rs.Seed, Retry: retry}
+}

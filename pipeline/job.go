@@ -1,0 +1,245 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/capfilt/capfilt/shards"
+)
+
+// ShardRef names one input shard of a run.
+type ShardRef struct {
+	// Index is the shard's position in the run's expanded input.
+	Index int `json:"index"`
+	// ID is the shard's name in message ids and KV keys (ShardID of Index).
+	ID string `json:"id"`
+	// URL is where the shard is read from.
+	URL string `json:"url"`
+}
+
+// Stem is the name the shard's outputs are derived from (OUT/<stem>.parquet).
+func (r ShardRef) Stem() string {
+	u, err := shards.ParseURL(r.URL)
+	if err != nil {
+		return r.ID
+	}
+	return u.Stem()
+}
+
+// Job is one message on the work queue: process one shard of a run. The run's settings
+// (models, rule, generation) live in the runs KV bucket, so every worker uses the same
+// ones and a job stays small.
+type Job struct {
+	Run    string   `json:"run"`
+	Shard  ShardRef `json:"shard"`
+	Output string   `json:"output"`
+	// Captioner and Filter are the model ids of the run, for logs and quick checks.
+	Captioner string `json:"captioner"`
+	Filter    string `json:"filter"`
+	Seed      uint64 `json:"seed"`
+	// Retry is 0 for the job submit published and n for the n-th `capfilt retry`; a
+	// worker drops a job older than the shard's state says is current.
+	Retry int `json:"retry"`
+}
+
+// EncodeJob is the JSON a job travels as.
+func EncodeJob(j Job) ([]byte, error) { return json.Marshal(j) }
+
+// DecodeJob reads a job and checks it names a run and a shard.
+func DecodeJob(data []byte) (Job, error) {
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return j, fmt.Errorf("decode job: %w", err)
+	}
+	switch {
+	case ValidateRunName(j.Run) != nil:
+		return j, fmt.Errorf("decode job: %w", ValidateRunName(j.Run))
+	case j.Shard.ID == "" || j.Shard.URL == "":
+		return j, errors.New("decode job: no shard id or url")
+	case j.Output == "":
+		return j, errors.New("decode job: no output")
+	}
+	return j, nil
+}
+
+// ModelSpec names a model a run uses: a checkpoint path as the workers see it, and the
+// tokenizer (empty: the one beside the checkpoint).
+type ModelSpec struct {
+	Path      string `json:"path"`
+	Tokenizer string `json:"tokenizer,omitempty"`
+}
+
+// RuleSpec is the accept rule in the text form filter.ParseCondition reads ("itm>=0.5",
+// "itm>=0.5,itc>=0.3"); JSON has no NaN, which the rule uses for "no ITC bar".
+type RuleSpec struct {
+	Web         string `json:"web"`
+	Synthetic   string `json:"synthetic"`
+	FilterHuman bool   `json:"filter_human,omitempty"`
+}
+
+// RunSettings is everything that decides a run's output. submit records it in the runs
+// bucket; every worker reads it from there, so all shards are made the same way.
+type RunSettings struct {
+	Run    string   `json:"run"`
+	Inputs []string `json:"inputs"` // the patterns as given
+	Output string   `json:"output"`
+	Shards int      `json:"shards"` // how many shards the inputs expanded to
+
+	Captioner ModelSpec `json:"captioner"`
+	Filter    ModelSpec `json:"filter"`
+	// Generation is the captioner's settings (captioner.Settings as JSON, seed included);
+	// pipeline keeps it opaque so that it imports no model code.
+	Generation json.RawMessage `json:"generation"`
+	Rule       RuleSpec        `json:"rule"`
+
+	Columns      shards.ParquetColumns `json:"columns"`
+	MaxPixels    int64                 `json:"max_pixels,omitempty"`
+	OmitImages   bool                  `json:"omit_images,omitempty"`
+	WithRejected bool                  `json:"with_rejected,omitempty"`
+
+	Seed uint64 `json:"seed"` // copied from Generation for jobs and the manifest
+
+	// Bookkeeping, not compared between submits.
+	Version     string    `json:"version,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+}
+
+// Differences names the settings in which o differs from r ("" when the two would make
+// the same output), so that a re-submit with other settings is refused with its reason.
+func (r RunSettings) Differences(o RunSettings) string {
+	norm := func(s RunSettings) RunSettings {
+		s.Version, s.SubmittedAt = "", time.Time{}
+		if g, err := compactJSON(s.Generation); err == nil {
+			s.Generation = g
+		}
+		return s
+	}
+	a, b := norm(r), norm(o)
+	var diffs []string
+	for _, f := range []struct {
+		name string
+		x, y any
+	}{
+		{"inputs", a.Inputs, b.Inputs}, {"output", a.Output, b.Output}, {"shards", a.Shards, b.Shards},
+		{"captioner model", a.Captioner, b.Captioner}, {"filter model", a.Filter, b.Filter},
+		{"generation settings", string(a.Generation), string(b.Generation)}, {"accept rule", a.Rule, b.Rule},
+		{"parquet columns", a.Columns, b.Columns}, {"max pixels", a.MaxPixels, b.MaxPixels},
+		{"omit images", a.OmitImages, b.OmitImages}, {"with rejected", a.WithRejected, b.WithRejected},
+		{"seed", a.Seed, b.Seed},
+	} {
+		x, _ := json.Marshal(f.x)
+		y, _ := json.Marshal(f.y)
+		if !bytes.Equal(x, y) {
+			diffs = append(diffs, f.name)
+		}
+	}
+	return strings.Join(diffs, ", ")
+}
+
+func compactJSON(raw json.RawMessage) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	if err := json.Compact(&buf, raw); err != nil {
+		return raw, err
+	}
+	return buf.Bytes(), nil
+}
+
+// State is where a shard is in its life.
+type State string
+
+const (
+	// Pending: a job is queued and no worker has it yet.
+	Pending State = "pending"
+	// Running: a worker is processing it.
+	Running State = "running"
+	// Done: its outputs are published.
+	Done State = "done"
+	// Failed: the last attempt failed; the job will be delivered again after a backoff.
+	Failed State = "failed"
+	// Dead: every attempt failed; nothing retries it until `capfilt retry`.
+	Dead State = "dead"
+)
+
+// Terminal reports whether nothing more will happen to the shard on its own.
+func (s State) Terminal() bool { return s == Done || s == Dead }
+
+// Counts account for a shard's samples, at image level: Read = Accepted + Rejected +
+// Skipped.
+type Counts struct {
+	Read     int64 `json:"read"`
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+	Skipped  int64 `json:"skipped"`
+}
+
+// Add adds o.
+func (c *Counts) Add(o Counts) {
+	c.Read += o.Read
+	c.Accepted += o.Accepted
+	c.Rejected += o.Rejected
+	c.Skipped += o.Skipped
+}
+
+// Balanced reports whether every sample read is accounted for.
+func (c Counts) Balanced() bool { return c.Read == c.Accepted+c.Rejected+c.Skipped }
+
+// ShardState is a shard's record in the shards bucket.
+type ShardState struct {
+	Run   string   `json:"run"`
+	Shard ShardRef `json:"shard"`
+	State State    `json:"state"`
+	// Retry is the job generation the state belongs to (Job.Retry).
+	Retry int `json:"retry"`
+	// Attempts is how many times the current job has been delivered.
+	Attempts  int    `json:"attempts"`
+	Worker    string `json:"worker,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+
+	Counts Counts `json:"counts"`
+	// Progress is how many samples the running attempt has read so far.
+	Progress int64 `json:"progress,omitempty"`
+	// BatchSize is the model batch size the worker used: the largest that fit its device.
+	BatchSize int `json:"batch_size,omitempty"`
+	// OOMSplits counts batches that ran out of device memory and were split.
+	OOMSplits int `json:"oom_splits,omitempty"`
+
+	Output string `json:"output,omitempty"`
+	Stats  string `json:"stats,omitempty"`
+
+	SubmittedAt time.Time `json:"submitted_at"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// EncodeState is the JSON a state is stored as.
+func EncodeState(s ShardState) ([]byte, error) { return json.Marshal(s) }
+
+// DecodeState reads a stored state.
+func DecodeState(data []byte) (ShardState, error) {
+	var s ShardState
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("decode shard state: %w", err)
+	}
+	return s, nil
+}
+
+// ShardResult is what processing a shard produced.
+type ShardResult struct {
+	Counts    Counts
+	Output    shards.URL // the cleaned Parquet
+	Stats     shards.URL // its stats.json
+	BatchSize int
+	OOMSplits int
+	Duration  time.Duration
+	Detail    *shards.ShardStats
+}

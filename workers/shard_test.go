@@ -1,0 +1,144 @@
+package workers_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/capfilt/capfilt/filter"
+	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/shards"
+	"github.com/capfilt/capfilt/synth"
+	"github.com/capfilt/capfilt/workers"
+)
+
+type member struct {
+	name string
+	data []byte
+}
+
+func writeTar(t *testing.T, path string, members []member) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range members {
+		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(m.data)
+	}
+	tw.Close()
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func encodedScene(t *testing.T, asPNG bool, colour string) []byte {
+	t.Helper()
+	img := synth.Render(synth.Scene{Shape: "circle", Colour: colour, Position: "left"}, 40, 30, color.RGBA{100, 100, 100, 255})
+	var buf bytes.Buffer
+	var err error
+	if asPNG {
+		err = png.Encode(&buf, img)
+	} else {
+		err = jpeg.Encode(&buf, img, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestShardKeepsInputOrderAndAccountsForEveryBadSample(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "mixed.tar")
+	good := encodedScene(t, false, "red")
+	writeTar(t, in, []member{
+		{"a.jpg", good}, {"a.txt", []byte("a red circle")},
+		{"b.png", encodedScene(t, true, "blue")[:50]}, {"b.txt", []byte("a cut short picture")},
+		{"c.jpg", good}, // no caption
+		{"d.png", encodedScene(t, true, "green")}, {"d.txt", []byte("a green circle")},
+		{"e.jpg", good}, {"e.txt", []byte("   ")},
+		{"f.jpg", []byte("not an image at all")}, {"f.txt", []byte("junk")},
+		{"g.jpg", good}, {"g.txt", []byte("a red circle again")},
+	})
+	out := filepath.Join(dir, "out")
+	store := shards.OpenStore(shards.StoreConfig{})
+	rs := pipeline.RunSettings{Run: "order", Output: out, Captioner: pipeline.ModelSpec{Path: "none"}, Filter: pipeline.ModelSpec{Path: "none"}}
+	for _, batch := range []int{1, 2, 16} {
+		res, err := workers.ProcessShard(context.Background(), workers.ShardTask{
+			Job:      pipeline.Job{Run: "order", Shard: pipeline.ShardRef{ID: "00000", URL: in}, Output: out},
+			Settings: rs, Rule: filter.DefaultRule(), Labeler: workers.PassThrough{Side: 16}, Store: store,
+			Sizer: workers.NewBatchSizer(batch), DecodeWorkers: 3,
+		})
+		if err != nil {
+			t.Fatalf("batch %d: %v", batch, err)
+		}
+		want := pipeline.Counts{Read: 7, Accepted: 3, Skipped: 4}
+		if res.Counts != want {
+			t.Fatalf("batch %d: counts %+v, want %+v", batch, res.Counts, want)
+		}
+		skipped := res.Detail.Skipped
+		if skipped[shards.SkipCorruptImage] != 2 || skipped[shards.SkipMissingCaption] != 1 || skipped[shards.SkipEmptyCaption] != 1 {
+			t.Fatalf("batch %d: skipped %v", batch, skipped)
+		}
+		f, err := store.OpenAt(context.Background(), res.Output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr, err := shards.OpenCleaned(f, res.Output.String(), shards.CleanedReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for {
+			row, err := cr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, row.Key)
+			if row.Width != 40 || row.Height != 30 || len(row.Image) == 0 || row.SourceShard != in {
+				t.Fatalf("row %s: %dx%d, %d image bytes, shard %q", row.Key, row.Width, row.Height, len(row.Image), row.SourceShard)
+			}
+		}
+		cr.Close()
+		f.Close()
+		if len(keys) != 3 || keys[0] != "a" || keys[1] != "d" || keys[2] != "g" {
+			t.Fatalf("batch %d: rows %v, want a d g in input order", batch, keys)
+		}
+	}
+}
+
+func TestFailedShardPublishesNothing(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "truncated.tar")
+	good := encodedScene(t, false, "red")
+	writeTar(t, in, []member{{"a.jpg", good}, {"a.txt", []byte("a red circle")}, {"b.jpg", good}, {"b.txt", []byte("again")}})
+	data, _ := os.ReadFile(in)
+	os.WriteFile(in, data[:len(data)/2+100], 0o644) // ends inside a member header's data
+	out := filepath.Join(dir, "out")
+	store := shards.OpenStore(shards.StoreConfig{})
+	_, err := workers.ProcessShard(context.Background(), workers.ShardTask{
+		Job:      pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: in}, Output: out},
+		Settings: pipeline.RunSettings{Run: "r"}, Rule: filter.DefaultRule(), Labeler: workers.PassThrough{Side: 8},
+		Store: store, Sizer: workers.NewBatchSizer(1),
+	})
+	entries, _ := os.ReadDir(out)
+	if err == nil {
+		// A cut that lands between samples is a valid shard; make sure the test cut inside one.
+		t.Fatalf("a truncated shard processed without error; outputs %v", entries)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("a failed shard left %v", entries)
+	}
+}
