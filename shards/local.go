@@ -234,3 +234,33 @@ func (w *localWriter) Abort() error {
 	}
 	return nil
 }
+
+// DiscardUnpublished removes the temporary files of writers to u that never finished.
+func (s LocalStore) DiscardUnpublished(ctx context.Context, u URL) error {
+	if err := s.check(u); err != nil {
+		return err
+	}
+	matches, err := filepath.Glob(filepath.Join(filepath.Dir(u.Path), tempPrefix+globEscape(filepath.Base(u.Path))+"-*"))
+	if err != nil {
+		return fmt.Errorf("discard unpublished %s: %w", u, err)
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return localErr("discard unpublished", u, err)
+		}
+	}
+	return nil
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

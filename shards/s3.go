@@ -177,6 +177,41 @@ func (s *S3Store) Delete(ctx context.Context, u URL) error {
 	return nil
 }
 
+// DiscardUnpublished aborts the multipart uploads to u's key that no writer finished
+// (a worker killed mid-upload); their parts would otherwise be stored, and billed,
+// until a bucket lifecycle rule removes them.
+func (s *S3Store) DiscardUnpublished(ctx context.Context, u URL) error {
+	if err := s.checkObject(u); err != nil {
+		return err
+	}
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(u.Bucket), Prefix: aws.String(u.Path)}
+	for {
+		out, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			err = s.s3Err(ctx, "list uploads of", u, err)
+			if errors.Is(err, ErrNotFound) {
+				return nil // some S3-compatible stores answer "no such upload" for none
+			}
+			return err
+		}
+		for _, up := range out.Uploads {
+			if aws.ToString(up.Key) != u.Path {
+				continue
+			}
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket: aws.String(u.Bucket), Key: up.Key, UploadId: up.UploadId,
+			})
+			if err != nil && !errors.Is(s.s3Err(ctx, "abort", u, err), ErrNotFound) {
+				return s.s3Err(ctx, "abort stale upload of", u, err)
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+}
+
 // maxResumes bounds how often one streaming read reconnects after its body broke off.
 const maxResumes = 5
 

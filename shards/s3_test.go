@@ -277,3 +277,32 @@ func TestS3EndpointMustBeAURL(t *testing.T) {
 		t.Fatal("a gs:// URL found a store")
 	}
 }
+
+// A writer whose process died (no Close, no Abort) leaves an open multipart upload;
+// DiscardUnpublished aborts it without touching the published object or other keys.
+func TestS3DiscardUnpublishedAbortsDeadUploads(t *testing.T) {
+	srv, store := newTestS3(t, "bucket")
+	ctx := context.Background()
+	u := mustURL(t, "s3://bucket/out/x.parquet")
+	put(t, store, u, []byte("published"))
+	dead, err := store.Create(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Write(randomBytes(11<<20, 6)) // a part is uploaded; the writer is then abandoned
+	other, _ := store.Create(ctx, mustURL(t, "s3://bucket/out/x.parquet.stats"))
+	other.Write(randomBytes(11<<20, 7))
+	if ups := srv.MultipartUploads(t, "bucket"); len(ups) != 2 {
+		t.Fatalf("open uploads %v, want 2", ups)
+	}
+	if err := store.DiscardUnpublished(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if ups := srv.MultipartUploads(t, "bucket"); len(ups) != 1 {
+		t.Fatalf("after discarding x.parquet's: open uploads %v, want only the other key's", ups)
+	}
+	if got, _ := srv.Get(t, "bucket", "out/x.parquet"); string(got) != "published" {
+		t.Fatalf("the published object changed to %d bytes", len(got))
+	}
+	other.Abort()
+}

@@ -27,6 +27,10 @@ type Store interface {
 	List(ctx context.Context, prefix URL) ([]ObjectInfo, error)
 	// Delete removes an object; deleting one that does not exist is not an error.
 	Delete(ctx context.Context, u URL) error
+	// DiscardUnpublished removes what writers to u left unpublished when their process
+	// died before Close or Abort (temporary files, open multipart uploads). It never
+	// touches the published object. Only call it when no writer to u is alive.
+	DiscardUnpublished(ctx context.Context, u URL) error
 }
 
 // ObjectInfo describes a stored object.
@@ -193,4 +197,12 @@ func (r *schemeRouter) Delete(ctx context.Context, u URL) error {
 		return err
 	}
 	return s.Delete(ctx, u)
+}
+
+func (r *schemeRouter) DiscardUnpublished(ctx context.Context, u URL) error {
+	s, err := r.pick(ctx, u)
+	if err != nil {
+		return err
+	}
+	return s.DiscardUnpublished(ctx, u)
 }

@@ -241,3 +241,42 @@ func TestStoresNameTheURLInErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestLocalDiscardUnpublishedRemovesDeadWritersFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := LocalStore{}
+	u := mustURL(t, filepath.Join(dir, "out", "a[1].parquet"))
+	put(t, store, u, []byte("published"))
+	for i := 0; i < 2; i++ {
+		w, err := store.Create(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("abandoned")) // never closed: its process died
+	}
+	keep, _ := store.Create(ctx, mustURL(t, filepath.Join(dir, "out", "b.parquet")))
+	keep.Write([]byte("another object's writer"))
+	if err := store.DiscardUnpublished(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "out"))
+	var published, deadTemps, liveTemps int
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case n == "a[1].parquet":
+			published++
+		case strings.HasPrefix(n, tempPrefix+"a[1].parquet-"):
+			deadTemps++
+		case strings.HasPrefix(n, tempPrefix+"b.parquet-"):
+			liveTemps++
+		}
+	}
+	if published != 1 || deadTemps != 0 || liveTemps != 1 || len(entries) != 2 {
+		t.Fatalf("folder holds %v; want a[1].parquet and b.parquet's live temp file", entries)
+	}
+	if got := readAll(t, store, u); string(got) != "published" {
+		t.Fatalf("published object changed to %q", got)
+	}
+	keep.Abort()
+}

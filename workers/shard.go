@@ -78,7 +78,13 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 		return pipeline.ShardResult{}, fmt.Errorf("output %s: %w", t.Job.Output, err)
 	}
 	res := pipeline.ShardResult{Output: shards.CleanedURL(out, in), Stats: shards.StatsURL(out, in)}
-	removeStaleTemps(res.Output, res.Stats)
+	// An earlier attempt killed mid-shard could not abort its writers; what it left
+	// unpublished goes now (only dead writers exist: the job is ours).
+	for _, u := range []shards.URL{res.Output, res.Stats} {
+		if err := t.Store.DiscardUnpublished(ctx, u); err != nil {
+			return res, fmt.Errorf("shard %s: %w", t.Job.Shard.URL, err)
+		}
+	}
 
 	ow, err := t.Store.Create(ctx, res.Output)
 	if err != nil {
