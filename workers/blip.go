@@ -222,8 +222,7 @@ func (s *BLIPSource) Close() {
 // or the vocab.txt / tokenizer.json beside the checkpoint, given the model's [DEC] and
 // [ENC] ids.
 func LoadBLIP(spec pipeline.ModelSpec, dev torch.Device, dt torch.DType) (*blip.Model, *blip.Tokenizer, error) {
-	fi, err := os.Stat(spec.Path)
-	if err != nil {
+	if _, err := os.Stat(spec.Path); err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", spec.Path, err)
 	}
 	m, _, err := blip.Load(spec.Path, blip.LoadOptions{})
@@ -234,17 +233,7 @@ func LoadBLIP(spec pipeline.ModelSpec, dev torch.Device, dt torch.DType) (*blip.
 		m.Close()
 		return nil, nil, fmt.Errorf("model %s to %v: %w", spec.Path, dev, err)
 	}
-	tokPath := spec.Tokenizer
-	if tokPath == "" {
-		tokPath = spec.Path
-		if !fi.IsDir() {
-			tokPath = filepath.Dir(spec.Path)
-		}
-	}
-	tok, err := blip.LoadTokenizer(tokPath)
-	if err == nil {
-		err = tok.SetDecEncIDs(m.Config.Text.BosID, m.Config.Text.EncID)
-	}
+	tok, err := blip.LoadModelTokenizer(spec.Tokenizer, spec.Path, m.Config)
 	if err != nil {
 		m.Close()
 		return nil, nil, fmt.Errorf("tokenizer of model %s: %w", spec.Path, err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -74,34 +73,16 @@ func (a *app) loadModel(needTokenizer bool) (*loadedModel, error) {
 	return l, nil
 }
 
-// loadTokenizer reads --tokenizer, or the vocabulary beside the model, and gives it the
-// model's [DEC] and [ENC] ids (hub vocabularies do not hold them).
+// loadTokenizer reads --tokenizer, or the vocabulary beside the model (see
+// blip.LoadModelTokenizer). A missing or unreadable one is a usage error.
 func (a *app) loadTokenizer(modelPath string, cfg blip.Config) (*blip.Tokenizer, error) {
 	path := a.v.GetString("tokenizer")
-	if path == "" {
-		dir := modelPath
-		if fi, err := os.Stat(modelPath); err == nil && !fi.IsDir() {
-			dir = filepath.Dir(modelPath)
-		}
-		for _, name := range []string{"tokenizer.json", "vocab.txt"} {
-			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-				path = dir
-				break
-			}
-		}
-		if path == "" {
-			return nil, usagef("no tokenizer beside model %s: give --tokenizer (a vocab.txt or tokenizer.json)", modelPath)
-		}
-	}
-	tok, err := blip.LoadTokenizer(path)
-	if err != nil {
-		return nil, usagef("tokenizer %s: %v", path, err)
-	}
-	if err := tok.SetDecEncIDs(cfg.Text.BosID, cfg.Text.EncID); err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
-	}
-	if int(cfg.Text.EncID) >= cfg.Text.VocabSize || tok.VocabSize() > cfg.Text.VocabSize {
-		return nil, fmt.Errorf("tokenizer %s has %d tokens, more than the model's %d", path, tok.VocabSize(), cfg.Text.VocabSize)
+	tok, err := blip.LoadModelTokenizer(path, modelPath, cfg)
+	switch {
+	case errors.Is(err, blip.ErrNoTokenizer):
+		return nil, usagef("%v: give --tokenizer (a vocab.txt or tokenizer.json)", err)
+	case err != nil:
+		return nil, usagef("%v", err)
 	}
 	return tok, nil
 }
