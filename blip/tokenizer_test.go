@@ -297,7 +297,8 @@ func TestNewTokenizerRejectsBadVocabularies(t *testing.T) {
 }
 
 func TestTinyVocabularyMatchesTheTinyPreset(t *testing.T) {
-	tok, err := LoadTokenizer(filepath.Join("testdata", "tokenizer", "tiny_vocab.txt"))
+	// The tiny vocabulary lives with the synthetic world, which writes it beside its models.
+	tok, err := LoadTokenizer(filepath.Join("..", "synth", "tiny_vocab.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/reference"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -26,11 +27,6 @@ func benchBase(b *testing.B) *blip.Model {
 		b.Fatal(baseErr)
 	}
 	return base
-}
-
-func logMachine(b *testing.B) {
-	info, _ := torch.BLASInfo()
-	b.Logf("libtorch %s, %v, %d intra-op threads, %d BLAS threads", torch.Version(), info, torch.NumThreads(), torch.BLASThreads())
 }
 
 // recomputeStepper decodes without a cache: every step reruns the whole prefix.
@@ -68,7 +64,7 @@ func (r *recomputeStepper) Reorder(from []int64) error {
 // the prefix each step, for 4 images on the base decoder; it reports the ratios the cache
 // must meet: 30 tokens ≤ 3.3× the cost of 10, and ≥ 5× faster than recomputing.
 func BenchmarkKVCache(b *testing.B) {
-	logMachine(b)
+	reference.LogMachine(b)
 	m := benchBase(b)
 	s := torch.NewScope()
 	defer s.Close()
@@ -116,7 +112,7 @@ func BenchmarkKVCache(b *testing.B) {
 // BenchmarkNucleusBase16 captions 16 images (ViT included) with CapFilt's nucleus
 // settings on the base model and reports images/s.
 func BenchmarkNucleusBase16(b *testing.B) {
-	logMachine(b)
+	reference.LogMachine(b)
 	m := benchBase(b)
 	s := torch.NewScope()
 	defer s.Close()

@@ -2,11 +2,11 @@ package captioner
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/reference"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -20,14 +20,7 @@ func tinyCaptioner(t testing.TB, st Settings) *Captioner {
 	if err := m.InitDeterministic(11); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := blip.LoadTokenizer(filepath.Join("..", "blip", "testdata", "tokenizer", "tiny_vocab.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.SetDecEncIDs(118, 119); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(m, tok, st, torch.CPU)
+	c, err := New(m, reference.TinyTokenizer(t, m.Config), st, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}

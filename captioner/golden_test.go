@@ -3,17 +3,13 @@ package captioner
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/reference"
 	"github.com/capfilt/capfilt/torch"
 )
-
-// refDir holds the outputs of the independent reference (testdata/ref): plain PyTorch
-// written from the spec, with transformers-4.15 generation rules.
-var refDir = filepath.Join("..", "testdata", "golden")
 
 type refCase struct {
 	model        *blip.Model
@@ -26,19 +22,10 @@ type refCase struct {
 
 func loadRefCase(t *testing.T, name string) *refCase {
 	t.Helper()
-	dir := filepath.Join(refDir, name)
-	if _, err := os.Stat(dir); err != nil {
-		t.Skip("no goldens:", err)
-	}
-	m := refModel(t, dir)
-	inputs, err := blip.ReadTensors(filepath.Join(dir, "inputs.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden, err := blip.ReadTensors(filepath.Join(dir, "golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := reference.Case(t, name)
+	m := reference.Model(t, name, blip.Parts{Vision: true, TextDecoder: true})
+	inputs := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
+	golden := reference.Tensors(t, filepath.Join(dir, "golden.safetensors"))
 	get := func(m map[string]*torch.Tensor, n string) *torch.Tensor {
 		if x, ok := m["inputs."+n]; ok {
 			return x
@@ -63,33 +50,6 @@ func loadRefCase(t *testing.T, name string) *refCase {
 		start[i] = ids[i*p : (i+1)*p]
 	}
 	return &refCase{model: m, image: img, start: start, golden: golden, scope: s, vocab: m.Config.Text.VocabSize, batch: b}
-}
-
-// refModel loads the reference checkpoint, or rebuilds it from the deterministic
-// generator where its weights are not stored (base: seed 2).
-func refModel(t *testing.T, dir string) *blip.Model {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
-		m, _, err := blip.Load(dir, blip.LoadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(m.Close)
-		return m
-	}
-	cfg, err := blip.FromHFConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := blip.New(cfg, blip.Parts{Vision: true, TextDecoder: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	if err := m.InitDeterministic(2); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 func TestGreedyAndBeamEqualTheReferenceTokenForToken(t *testing.T) {

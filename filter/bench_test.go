@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/reference"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -13,8 +14,7 @@ import (
 // the base model and reports pairs/s and the cost ratio: 4 captions per image cost far
 // less than 4× one, because the ViT runs once per image.
 func BenchmarkFilterBase32(b *testing.B) {
-	info, _ := torch.BLASInfo()
-	b.Logf("libtorch %s, %v, %d intra-op threads, %d BLAS threads", torch.Version(), info, torch.NumThreads(), torch.BLASThreads())
+	reference.LogMachine(b)
 	m, err := blip.New(blip.Base(), blip.Parts{Vision: true, TextEncoder: true, ITC: true, ITM: true})
 	if err != nil {
 		b.Fatal(err)
@@ -23,14 +23,7 @@ func BenchmarkFilterBase32(b *testing.B) {
 	if err := m.InitDeterministic(2); err != nil {
 		b.Fatal(err)
 	}
-	tok, err := blip.LoadTokenizer("../blip/testdata/tokenizer/tiny_vocab.txt")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := tok.SetDecEncIDs(30522, 30523); err != nil {
-		b.Fatal(err)
-	}
-	scorer, err := NewScorer(m, tok, DefaultOptions())
+	scorer, err := NewScorer(m, reference.TinyTokenizer(b, m.Config), DefaultOptions())
 	if err != nil {
 		b.Fatal(err)
 	}

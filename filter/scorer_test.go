@@ -3,27 +3,13 @@ package filter
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/reference"
 	"github.com/capfilt/capfilt/torch"
 )
-
-var refDir = filepath.Join("..", "testdata", "golden")
-
-func tinyTokenizer(t *testing.T) *blip.Tokenizer {
-	t.Helper()
-	tok, err := blip.LoadTokenizer(filepath.Join("..", "blip", "testdata", "tokenizer", "tiny_vocab.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.SetDecEncIDs(118, 119); err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 func tinyScorer(t *testing.T, seed uint64) *Scorer {
 	t.Helper()
@@ -35,7 +21,7 @@ func tinyScorer(t *testing.T, seed uint64) *Scorer {
 	if err := m.InitDeterministic(seed); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewScorer(m, tinyTokenizer(t), DefaultOptions())
+	s, err := NewScorer(m, reference.TinyTokenizer(t, m.Config), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,41 +35,15 @@ func randomPixels(s *torch.Scope, seed uint64, b int64) *torch.Tensor {
 	return s.Track(torch.Randn(g, torch.Float32, torch.CPU, b, 3, 64, 64))
 }
 
-// refScorer loads the reference's checkpoint, or rebuilds it from the deterministic
-// generator where its weights are not stored (base: seed 2).
+// refScorer scores with a reference case's model.
 func refScorer(t *testing.T, name string) (*Scorer, string) {
 	t.Helper()
-	dir := filepath.Join(refDir, name)
-	if _, err := os.Stat(dir); err != nil {
-		t.Skip("no goldens:", err)
-	}
-	var m *blip.Model
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
-		if m, _, err = blip.Load(dir, blip.LoadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		cfg, err := blip.FromHFConfig(filepath.Join(dir, "config.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m, err = blip.New(cfg, blip.Parts{Vision: true, TextEncoder: true, ITC: true, ITM: true}); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.InitDeterministic(2); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(m.Close)
-	tok := tinyTokenizer(t)
-	if err := tok.SetDecEncIDs(m.Config.Text.BosID, m.Config.Text.EncID); err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewScorer(m, tok, DefaultOptions())
+	m := reference.Model(t, name, blip.Parts{Vision: true, TextEncoder: true, ITC: true, ITM: true})
+	s, err := NewScorer(m, reference.TinyTokenizer(t, m.Config), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, dir
+	return s, reference.Case(t, name)
 }
 
 func TestBaseScoresEqualTheReference(t *testing.T) {
@@ -95,14 +55,8 @@ func TestBaseScoresEqualTheReference(t *testing.T) {
 func compareScores(t *testing.T, scorer *Scorer, dir string, tol float64) (*torch.Scope, []float32) {
 	t.Helper()
 	m := scorer.model
-	in, err := blip.ReadTensors(filepath.Join(dir, "inputs.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gold, err := blip.ReadTensors(filepath.Join(dir, "golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
+	gold := reference.Tensors(t, filepath.Join(dir, "golden.safetensors"))
 	sc := torch.NewScope()
 	t.Cleanup(sc.Close)
 	var img *torch.Tensor
@@ -130,16 +84,14 @@ func TestScoresEqualTheReferenceAndUseENC(t *testing.T) {
 	scorer, dir := refScorer(t, "tiny")
 	m := scorer.model
 	sc, itm := compareScores(t, scorer, dir, 1e-4)
-	in, err := blip.ReadTensors(filepath.Join(dir, "inputs.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
 	var img *torch.Tensor
 	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
 	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
 	// Fed [CLS] first, as HF's BlipForImageTextRetrieval does, the ITM head answers
 	// differently: the filter must not do that.
 	var clsProbs []float32
+	var err error
 	torch.NoGrad(func() {
 		h := m.TextEncoder.Forward(blip.TextInput{IDs: ids, Mask: mask, Image: img})
 		clsProbs, err = m.ITMHead.Forward(h.Select(1, 0)).Softmax(-1).Select(1, 1).Float32s()
@@ -208,7 +160,7 @@ func TestScorerRejectsModelsWithoutFilterHeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, err := NewScorer(m, tinyTokenizer(t), DefaultOptions()); err == nil {
+	if _, err := NewScorer(m, reference.TinyTokenizer(t, m.Config), DefaultOptions()); err == nil {
 		t.Fatal("a captioning-only checkpoint cannot filter")
 	}
 }

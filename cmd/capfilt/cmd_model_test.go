@@ -16,7 +16,7 @@ import (
 
 var (
 	refDir    = filepath.Join("..", "..", "testdata", "golden")
-	tinyVocab = filepath.Join("..", "..", "blip", "testdata", "tokenizer", "tiny_vocab.txt")
+	tinyVocab = filepath.Join("..", "..", "synth", "tiny_vocab.txt")
 )
 
 func needGoldens(t *testing.T) {
