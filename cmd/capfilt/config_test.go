@@ -115,3 +115,33 @@ func TestVersionNamesLibtorchAndBLAS(t *testing.T) {
 		t.Fatalf("version --json: %s", out)
 	}
 }
+
+// perInvocation are flags that say what one command does now (an output format, the files
+// of this call), not settings a capfilt.yaml would hold.
+var perInvocation = map[string]bool{
+	"json": true, "watch": true, "interval": true, "failed": true, "shard": true, "greedy": true,
+	"image": true, "text": true, "pairs": true, "inputs": true, "out": true, "prompt-len": true,
+	"preset": true, "vocab": true, "corrupt": true, "mismatch": true, "per-shard": true, "shards": true,
+	"image-size": true, "preprocess-size": true, "processes": true, "threads-per-worker": true,
+	"repeat": true, "wait": true,
+}
+
+// capfilt.example.yaml documents every setting: a new flag must be added there.
+func TestExampleConfigDocumentsEverySetting(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "capfilt.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "#"))
+		if k, _, ok := strings.Cut(line, ":"); ok && regexp.MustCompile(`^[a-z0-9-]+$`).MatchString(strings.TrimSpace(k)) {
+			documented[strings.TrimSpace(k)] = true
+		}
+	}
+	for name := range knownSettings(newRootCommand()) {
+		if !perInvocation[name] && !documented[name] {
+			t.Errorf("setting %q is not in capfilt.example.yaml", name)
+		}
+	}
+}
