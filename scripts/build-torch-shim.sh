@@ -32,15 +32,22 @@ defs=()
 if [[ -e "$libdir/libc10_cuda.so" ]]; then
   defs+=(-DCAPFILT_WITH_CUDA)
   libs+=(-ltorch_cuda -lc10_cuda)
-  # CUDA runtime headers and library: a CUDA toolkit, or the nvidia-* wheels beside torch.
-  for d in "${CUDA_HOME:-/usr/local/cuda}" "$LIBTORCH/../nvidia/cuda_runtime"; do
+  # CUDA runtime headers and library: a CUDA toolkit, or the nvidia-* wheels beside torch
+  # (which ship only the versioned libcudart.so.N, hence -l:NAME).
+  cudart=""
+  for d in "${CUDA_HOME:-/usr/local/cuda}" "${LIBTORCH:-/nonexistent}/../nvidia/cuda_runtime"; do
     if [[ -e "$d/include/cuda_runtime_api.h" ]]; then
       inc+=(-I"$d/include")
-      for l in "$d/lib64" "$d/lib"; do [[ -d "$l" ]] && libs+=(-L"$l" -Wl,-rpath,"$l"); done
+      for l in "$d/lib64" "$d/lib"; do
+        [[ -d "$l" ]] || continue
+        libs+=(-L"$l" -Wl,-rpath,"$l")
+        [[ -n "$cudart" ]] || cudart=$(cd "$l" && ls libcudart.so libcudart.so.* 2>/dev/null | head -1)
+      done
       break
     fi
   done
-  libs+=(-lcudart)
+  [[ -n "$cudart" ]] || { echo "build-torch-shim: CUDA libtorch but no CUDA runtime found (set CUDA_HOME)" >&2; exit 1; }
+  libs+=(-l:"$cudart")
 fi
 
 # libtorch 1.13 and pip wheels before 2.? are built with the old C++ ABI; follow libtorch.
