@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -62,8 +63,8 @@ type Tensor struct {
 	err     error
 	scope   *Scope
 	cleanup runtime.Cleanup
-	managed bool // a GC cleanup is registered
-	shape   []int64
+	managed bool                    // a GC cleanup is registered
+	shape   atomic.Pointer[[]int64] // sizes, read once: model weights are shared by goroutines
 }
 
 // Err returns the error that produced this tensor, if any.
@@ -169,14 +170,16 @@ func (t *Tensor) Shape() []int64 {
 	if t.check() != nil {
 		return nil
 	}
-	if t.shape == nil {
-		n := int(C.ct_dim(t.h))
-		t.shape = make([]int64, n)
-		if n > 0 {
-			C.ct_shape(t.h, (*C.int64_t)(unsafe.Pointer(&t.shape[0])))
-		}
+	if p := t.shape.Load(); p != nil {
+		return *p
 	}
-	return t.shape
+	n := int(C.ct_dim(t.h))
+	shape := make([]int64, n)
+	if n > 0 {
+		C.ct_shape(t.h, (*C.int64_t)(unsafe.Pointer(&shape[0])))
+	}
+	t.shape.Store(&shape)
+	return shape
 }
 
 // Size returns the size of dimension d (negative d counts from the end).
