@@ -26,18 +26,13 @@ type CleanedReadOptions struct {
 
 // CleanedReader streams the rows of a cleaned Parquet back, one record batch at a time.
 type CleanedReader struct {
-	name     string
-	pf       *file.Reader
-	rr       pqarrow.RecordReader
 	meta     CleanedMeta
 	rows     int64
 	hasImage bool
 	hasRej   bool
 
-	rec  arrow.RecordBatch
+	cur  recordCursor
 	cols cleanedColumns
-	row  int
-	err  error
 }
 
 type cleanedColumns struct {
@@ -50,7 +45,7 @@ type cleanedColumns struct {
 // OpenCleaned opens a cleaned Parquet for streaming. name is used in errors only; closing
 // the reader does not close r.
 func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *CleanedReader, err error) {
-	defer recoverMalformed(name, &err)
+	defer recoverMalformed("cleaned parquet "+name, &err)
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true
 	props.BufferSize = parquetBufferSize
@@ -73,7 +68,7 @@ func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *Clea
 	if err := checkCleanedSchema(schema); err != nil {
 		return fail(err)
 	}
-	cr := &CleanedReader{name: name, pf: pf, rows: pf.NumRows(), hasRej: schema.HasField("rejected")}
+	cr := &CleanedReader{rows: pf.NumRows(), hasRej: schema.HasField("rejected"), cur: recordCursor{label: "cleaned parquet " + name, pf: pf}}
 	cr.hasImage = schema.HasField("image") && !opts.SkipImages
 	if cr.meta, err = cleanedMetaFrom(schema.Metadata()); err != nil {
 		return fail(err)
@@ -86,7 +81,7 @@ func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *Clea
 		}
 		leaves = append(leaves, i)
 	}
-	if cr.rr, err = fr.GetRecordReader(context.Background(), leaves, nil); err != nil {
+	if cr.cur.rr, err = fr.GetRecordReader(context.Background(), leaves, nil); err != nil {
 		return fail(err)
 	}
 	return cr, nil
@@ -146,40 +141,14 @@ func (r *CleanedReader) HasImages() bool { return r.hasImage }
 
 // Next returns the next row, or io.EOF after the last.
 func (r *CleanedReader) Next() (CleanedRow, error) {
-	if r.err != nil {
-		return CleanedRow{}, r.err
-	}
-	row, err := r.next()
-	if err != nil {
-		r.err = err
-	}
+	var row CleanedRow
+	err := r.cur.next(r.bind, func(i int) { row = r.rowAt(i) })
 	return row, err
 }
 
-func (r *CleanedReader) next() (row CleanedRow, err error) {
-	defer recoverMalformed(r.name, &err)
-	for r.rec == nil || r.row >= int(r.rec.NumRows()) {
-		if r.rec != nil {
-			r.rec.Release()
-			r.rec = nil
-		}
-		rec, err := r.rr.Read()
-		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
-			return CleanedRow{}, io.EOF
-		}
-		if err != nil {
-			return CleanedRow{}, fmt.Errorf("cleaned parquet %s: %w", r.name, err)
-		}
-		rec.Retain()
-		r.rec, r.row = rec, 0
-		if err := r.bind(); err != nil {
-			return CleanedRow{}, fmt.Errorf("cleaned parquet %s: %w", r.name, err)
-		}
-	}
-	i := r.row
-	r.row++
+func (r *CleanedReader) rowAt(i int) CleanedRow {
 	c := r.cols
-	row = CleanedRow{
+	row := CleanedRow{
 		Key:         strings.Clone(c.key.Value(i)),
 		SourceShard: strings.Clone(c.shard.Value(i)),
 		Width:       int(c.width.Value(i)),
@@ -197,14 +166,14 @@ func (r *CleanedReader) next() (row CleanedRow, err error) {
 	if c.rejected != nil {
 		row.Rejected = captionsAt(c.rejected, i)
 	}
-	return row, nil
+	return row
 }
 
-func (r *CleanedReader) bind() (err error) {
-	sc := r.rec.Schema()
+func (r *CleanedReader) bind(rec arrow.RecordBatch) (err error) {
+	sc := rec.Schema()
 	col := func(name string) arrow.Array {
 		if idx := sc.FieldIndices(name); len(idx) == 1 {
-			return r.rec.Column(idx[0])
+			return rec.Column(idx[0])
 		}
 		return nil
 	}
@@ -254,11 +223,4 @@ func captionsAt(l *array.List, i int) []Caption {
 }
 
 // Close releases the reader.
-func (r *CleanedReader) Close() error {
-	if r.rec != nil {
-		r.rec.Release()
-		r.rec = nil
-	}
-	r.rr.Release()
-	return r.pf.Close()
-}
+func (r *CleanedReader) Close() error { return r.cur.close() }

@@ -48,7 +48,7 @@ const (
 // reading only the columns it needs; a row group is never read whole. name is used in
 // errors only. Closing the reader does not close r.
 func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) (_ SampleReader, err error) {
-	defer recoverMalformed(name, &err)
+	defer recoverMalformed("parquet shard "+name, &err)
 	lim = lim.withDefaults()
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true
@@ -89,7 +89,7 @@ func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) 
 	if err != nil {
 		return fail(err)
 	}
-	return &parquetReader{name: name, lim: lim, pf: pf, rr: rr, plan: plan}, nil
+	return &parquetReader{name: name, lim: lim, plan: plan, cur: recordCursor{label: "parquet shard " + name, pf: pf, rr: rr}}, nil
 }
 
 // batchRows picks the record batch length so that one batch holds about
@@ -218,15 +218,9 @@ func isIntegerType(t arrow.DataType) bool { return arrow.IsInteger(t.ID()) }
 type parquetReader struct {
 	name string
 	lim  Limits
-	pf   *file.Reader
-	rr   pqarrow.RecordReader
 	plan columnPlan
-
-	rec  arrow.RecordBatch
+	cur  recordCursor
 	cols parquetRecordColumns
-	row  int   // next row in rec
-	seen int64 // rows before rec
-	err  error
 }
 
 type parquetRecordColumns struct {
@@ -234,52 +228,21 @@ type parquetRecordColumns struct {
 }
 
 func (r *parquetReader) Next() (Sample, error) {
-	if r.err != nil {
-		return Sample{}, r.err
-	}
-	s, err := r.next()
-	if err != nil {
-		r.err = err
-	}
+	var s Sample
+	err := r.cur.next(r.bindColumns, func(i int) { s = r.sample(i, r.cur.seen+int64(i)) })
 	return s, err
 }
 
-func (r *parquetReader) next() (s Sample, err error) {
-	defer recoverMalformed(r.name, &err)
-	for r.rec == nil || r.row >= int(r.rec.NumRows()) {
-		if r.rec != nil {
-			r.seen += r.rec.NumRows()
-			r.rec.Release()
-			r.rec = nil
-		}
-		rec, err := r.rr.Read()
-		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
-			return Sample{}, io.EOF
-		}
-		if err != nil {
-			return Sample{}, fmt.Errorf("parquet shard %s: read rows after row %d: %w", r.name, r.seen, err)
-		}
-		rec.Retain()
-		r.rec, r.row = rec, 0
-		if err := r.bindColumns(); err != nil {
-			return Sample{}, fmt.Errorf("parquet shard %s: %w", r.name, err)
-		}
-	}
-	i := r.row
-	r.row++
-	return r.sample(i, r.seen+int64(i)), nil
-}
-
-func (r *parquetReader) bindColumns() error {
+func (r *parquetReader) bindColumns(rec arrow.RecordBatch) error {
 	col := func(name string) arrow.Array {
 		if name == "" {
 			return nil
 		}
-		idx := r.rec.Schema().FieldIndices(name)
+		idx := rec.Schema().FieldIndices(name)
 		if len(idx) != 1 {
 			return nil
 		}
-		return r.rec.Column(idx[0])
+		return rec.Column(idx[0])
 	}
 	r.cols = parquetRecordColumns{
 		image: col(r.plan.image), caption: col(r.plan.caption), url: col(r.plan.url),
@@ -346,14 +309,7 @@ func (r *parquetReader) sample(i int, rowNumber int64) Sample {
 	return s
 }
 
-func (r *parquetReader) Close() error {
-	if r.rec != nil {
-		r.rec.Release()
-		r.rec = nil
-	}
-	r.rr.Release()
-	return r.pf.Close()
-}
+func (r *parquetReader) Close() error { return r.cur.close() }
 
 // cellBytes reads a binary or string cell; ok is false for null or for a column absent.
 func cellBytes(a arrow.Array, i int) (b []byte, ok bool) {
@@ -412,12 +368,4 @@ func cellInt(a arrow.Array, i int) (int64, bool) {
 		return int64(min(a.Value(i), 1<<63-1)), true
 	}
 	return 0, false
-}
-
-// recoverMalformed turns a panic inside arrow-go, which some malformed files provoke,
-// into an error naming the shard, so a bad input fails its job and not the worker.
-func recoverMalformed(name string, err *error) {
-	if p := recover(); p != nil {
-		*err = fmt.Errorf("parquet shard %s: malformed file: %v", name, p)
-	}
 }
