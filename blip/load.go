@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -190,7 +191,6 @@ func partsFromKeys(records map[string]checkpoint.TensorRecord) Parts {
 func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkpoint.TensorRecord, rep *LoadReport) error {
 	mapper := newRecordMapper()
 	defer mapper.close()
-	view := mapper.view
 	used := map[string]bool{}
 	for _, p := range m.ps.list {
 		r, ok := records[p.Name]
@@ -199,7 +199,7 @@ func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkp
 			continue
 		}
 		used[p.Name] = true
-		t, err := view(r)
+		t, err := mapper.view(r)
 		if err != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkp
 			}
 			rep.Converted = append(rep.Converted, fmt.Sprintf("%s (%v)", p.Name, r.DType))
 		}
-		if !sameShape(r.Shape, p.Shape) {
+		if !slices.Equal(r.Shape, p.Shape) {
 			if strings.HasSuffix(p.Name, "embeddings.position_embedding") && len(r.Shape) == 3 && len(p.Shape) == 3 && r.Shape[2] == p.Shape[2] {
 				grid := int(math.Round(math.Sqrt(float64(p.Shape[1] - 1))))
 				resized, err := interpolatePositions(t, grid)
@@ -245,20 +245,12 @@ func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkp
 		if p.Tensor() == nil || r.StorageKey == records[owner].StorageKey && r.Offset == records[owner].Offset {
 			continue
 		}
-		t, err := view(r)
-		if err != nil {
-			return err
-		}
-		sc := torch.NewScope()
-		diff, err := sc.Track(t).ToDType(torch.Float32).Sub(p.Tensor()).Abs().Amax(false).Item()
-		sc.Close()
+		diff, err := mapper.maxAbsDiff(r, p.Tensor())
 		if err != nil || diff != 0 {
 			rep.Mismatched = append(rep.Mismatched, fmt.Sprintf("%s: should equal the shared %s (max |diff| %g, %v)", alias, owner, diff, err))
 		}
 	}
-	if err := m.checkTiedHead(records, used, view, rep); err != nil {
-		return err
-	}
+	m.checkTiedHead(records, used, mapper, rep)
 	var unexpected []string
 	for name, r := range records {
 		if used[name] {
@@ -282,9 +274,9 @@ func (m *Model) loadRecords(ck *checkpoint.Checkpoint, records map[string]checkp
 // checkTiedHead accepts the LM head's stored output matrix and bias when they equal the
 // word embeddings and cls.predictions.bias (the tie BLIP uses), and warns otherwise.
 func (m *Model) checkTiedHead(records map[string]checkpoint.TensorRecord, used map[string]bool,
-	view func(checkpoint.TensorRecord) (*torch.Tensor, error), rep *LoadReport) error {
+	mapper *recordMapper, rep *LoadReport) {
 	if m.TextDecoder == nil {
-		return nil
+		return
 	}
 	for stored, tied := range map[string]*torch.Tensor{
 		"text_decoder.cls.predictions.decoder.weight": *m.TextDecoder.Cls.words,
@@ -298,13 +290,7 @@ func (m *Model) checkTiedHead(records map[string]checkpoint.TensorRecord, used m
 		if tied == nil {
 			continue
 		}
-		t, err := view(r)
-		if err != nil {
-			return err
-		}
-		sc := torch.NewScope()
-		diff, err := sc.Track(t).ToDType(torch.Float32).Sub(tied).Abs().Amax(false).Item()
-		sc.Close()
+		diff, err := mapper.maxAbsDiff(r, tied)
 		if err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s could not be compared with its tied tensor: %v", stored, err))
 			continue
@@ -313,7 +299,17 @@ func (m *Model) checkTiedHead(records map[string]checkpoint.TensorRecord, used m
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s differs from the tied tensor it should equal (max |diff| %g); the tied one is used", stored, diff))
 		}
 	}
-	return nil
+}
+
+// maxAbsDiff compares a record's values with a tensor that should hold the same ones.
+func (rm *recordMapper) maxAbsDiff(r checkpoint.TensorRecord, ref *torch.Tensor) (float64, error) {
+	t, err := rm.view(r)
+	if err != nil {
+		return 0, err
+	}
+	sc := torch.NewScope()
+	defer sc.Close()
+	return sc.Track(t).ToDType(torch.Float32).Sub(ref).Abs().Amax(false).Item()
 }
 
 // recordMapper builds tensors over checkpoint records, mapping each file once.
@@ -356,18 +352,6 @@ func (rm *recordMapper) view(r checkpoint.TensorRecord) (*torch.Tensor, error) {
 		return nil, fmt.Errorf("%s: %s: %w", r.Path, r.Name, err)
 	}
 	return t, nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func torchDType(d checkpoint.DType) (torch.DType, error) {

@@ -23,10 +23,9 @@ type Model struct {
 	// SharedText is true when the decoder shares every encoder weight but self-attention.
 	SharedText bool
 
-	ps      *paramSet
-	release []func() // mappings and other resources the weights depend on
-	device  torch.Device
-	dtype   torch.DType
+	ps     *paramSet
+	device torch.Device
+	dtype  torch.DType
 }
 
 // TextDecoder is BLIP's BertLMHeadModel: the text transformer and the LM head.
@@ -152,7 +151,7 @@ func (m *Model) NumParams() map[string]int64 {
 	return out
 }
 
-// Close frees the weights and the files they were mapped from.
+// Close frees the weights (a mapped file is unmapped when its last tensor goes).
 func (m *Model) Close() {
 	if m.VisionModel != nil {
 		m.VisionModel.dropPositionCache()
@@ -162,10 +161,6 @@ func (m *Model) Close() {
 			t.Free()
 		}
 	}
-	for _, r := range m.release {
-		r()
-	}
-	m.release = nil
 }
 
 // Forward of the LM head: logits [B, T, V] from decoder hidden states.

@@ -16,7 +16,6 @@ type Captioner struct {
 	tok    *blip.Tokenizer
 	st     Settings
 	prompt []int64 // [DEC] + the prompt's tokens, without the trailing [SEP]
-	device torch.Device
 }
 
 // Caption is one generated caption.
@@ -27,8 +26,9 @@ type Caption struct {
 	Score float64 `json:"score"`
 }
 
-// New prepares a captioner. The model must have a vision model and a text decoder.
-func New(model *blip.Model, tok *blip.Tokenizer, st Settings, device torch.Device) (*Captioner, error) {
+// New prepares a captioner. The model must have a vision model and a text decoder; it
+// runs on the model's device.
+func New(model *blip.Model, tok *blip.Tokenizer, st Settings) (*Captioner, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func New(model *blip.Model, tok *blip.Tokenizer, st Settings, device torch.Devic
 	if tok.DecID() != model.Config.Text.BosID {
 		return nil, fmt.Errorf("captioner: tokenizer's [DEC] is %d, the model's bos_token_id %d", tok.DecID(), model.Config.Text.BosID)
 	}
-	return &Captioner{model: model, tok: tok, st: st, prompt: PromptIDs(tok, st.Prompt), device: device}, nil
+	return &Captioner{model: model, tok: tok, st: st, prompt: PromptIDs(tok, st.Prompt)}, nil
 }
 
 // Settings returns the settings in use.
@@ -147,7 +147,7 @@ func Generate(ctx context.Context, m *blip.Model, image *torch.Tensor, start [][
 	defer cache.Close()
 	dec := &modelStepper{m: m, image: image, groups: st.rowsPerImage(), cache: cache}
 	req := request{start: start, keys: keys, st: st, sepID: m.Config.Text.SepID, padID: m.Config.Text.PadID,
-		vocab: m.Config.Text.VocabSize, device: image.Device()}
+		vocab: m.Config.Text.VocabSize}
 	var out [][]Sequence
 	var err error
 	torch.NoGrad(func() { out, err = generate(ctx, dec, req) })

@@ -20,7 +20,7 @@ func tinyCaptioner(t testing.TB, st Settings) *Captioner {
 	if err := m.InitDeterministic(11); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(m, reference.TinyTokenizer(t, m.Config), st, torch.CPU)
+	c, err := New(m, reference.TinyTokenizer(t, m.Config), st)
 	if err != nil {
 		t.Fatal(err)
 	}

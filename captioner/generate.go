@@ -31,13 +31,12 @@ type Sequence struct {
 
 // request is one generation call over images that each start from the same tokens.
 type request struct {
-	start  [][]int64 // per image; all the same length
-	keys   []string  // per image; seeds the sampler
-	st     Settings
-	sepID  int64
-	padID  int64
-	vocab  int
-	device torch.Device
+	start [][]int64 // per image; all the same length
+	keys  []string  // per image; seeds the sampler
+	st    Settings
+	sepID int64
+	padID int64
+	vocab int
 }
 
 // rowRNG seeds the sampler of one sequence from (seed, image key, sample number): an

@@ -2,7 +2,9 @@ package captioner
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/capfilt/capfilt/torch"
@@ -42,7 +44,7 @@ func toy() *markov {
 }
 
 func toyRequest(st Settings) request {
-	return request{start: [][]int64{{2}}, keys: []string{"x"}, st: st, sepID: 1, padID: 0, vocab: 4, device: torch.CPU}
+	return request{start: [][]int64{{2}}, keys: []string{"x"}, st: st, sepID: 1, padID: 0, vocab: 4}
 }
 
 func TestGreedyStopsAtSepAndHonoursMinLength(t *testing.T) {
@@ -59,7 +61,7 @@ func TestGreedyStopsAtSepAndHonoursMinLength(t *testing.T) {
 	// a a a a [SEP].
 	st.MinLength = 4
 	out, _ = generate(context.Background(), toy(), toyRequest(st))
-	if got := out[0][0].IDs; !equal(got, []int64{2, 2, 2, 2, 1}) {
+	if got := out[0][0].IDs; !slices.Equal(got, []int64{2, 2, 2, 2, 1}) {
 		t.Fatalf("min length 4: got %v, want [2 2 2 2 1]", got)
 	}
 	// Max length counts the start token: max 3 with [SEP] barred stops at 3 tokens.
@@ -118,14 +120,14 @@ func TestBeamSearchFollowsTransformersRules(t *testing.T) {
 	// "a [SEP]" (log .5 = -0.693); the finished "a a [SEP]" (-0.949) was pushed out.
 	st.MaxLength = 3
 	out, _ = generate(context.Background(), toy(), toyRequest(st))
-	if got := out[0][0]; !equal(got.IDs, []int64{2, 3, 3}) || math.Abs(got.Score-(math.Log(0.2)+math.Log(0.8))/3) > 1e-6 {
+	if got := out[0][0]; !slices.Equal(got.IDs, []int64{2, 3, 3}) || math.Abs(got.Score-(math.Log(0.2)+math.Log(0.8))/3) > 1e-6 {
 		t.Fatalf("max length 3: %v, want [2 3 3]", got)
 	}
 	// Length normalisation counts the start token and not [SEP]: at max length 2 the open
 	// "a a" (log .3 / 2 = -0.602) beats the finished "a [SEP]" (log .5 / 1 = -0.693).
 	st.MaxLength = 2
 	out, _ = generate(context.Background(), toy(), toyRequest(st))
-	if got := out[0][0].IDs; !equal(got, []int64{2, 2}) {
+	if got := out[0][0].IDs; !slices.Equal(got, []int64{2, 2}) {
 		t.Fatalf("max length 2: %v, want [2 2]", got)
 	}
 }
@@ -152,37 +154,17 @@ func TestNucleusSamplesAreSeededByImageKey(t *testing.T) {
 		t.Fatalf("want 3 samples, got %d", len(alone[0]))
 	}
 	for s := range alone[0] {
-		if a, b := alone[0][s].IDs, batched[1][s].IDs; !equal(a, b) {
+		if a, b := alone[0][s].IDs, batched[1][s].IDs; !slices.Equal(a, b) {
 			t.Fatalf("sample %d of img-7 alone %v, in a batch %v", s, a, b)
 		}
 	}
 	distinct := map[string]bool{}
 	for _, img := range batched {
 		for _, s := range img {
-			distinct[string(rune(len(s.IDs)))+toString(s.IDs)] = true
+			distinct[fmt.Sprint(s.IDs)] = true
 		}
 	}
 	if len(distinct) < 3 {
 		t.Fatalf("9 samples from different keys gave only %d distinct sequences", len(distinct))
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func toString(ids []int64) string {
-	b := make([]byte, len(ids))
-	for i, v := range ids {
-		b[i] = byte('0' + v)
-	}
-	return string(b)
 }

@@ -165,7 +165,7 @@ func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (Labe
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}
-	c, err := captioner.New(cm.model, cm.tok, gen, s.Device)
+	c, err := captioner.New(cm.model, cm.tok, gen)
 	if err != nil {
 		return nil, fmt.Errorf("captioner %s: %w", rs.Captioner.Path, err)
 	}

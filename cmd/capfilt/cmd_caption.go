@@ -33,7 +33,7 @@ seeded by --seed and the image's name, so an image gets the same captions in any
 				return err
 			}
 			defer lm.Close()
-			c, err := captioner.New(lm.model, lm.tok, st, lm.device)
+			c, err := captioner.New(lm.model, lm.tok, st)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -92,19 +93,10 @@ func TestModelGenerateWritesTheReferenceIDs(t *testing.T) {
 		}
 		g, _ := got["generate.ids"].Int64s()
 		w, _ := want[key].Int64s()
-		if len(g) != len(w) || !equalInts(g, w) {
+		if !slices.Equal(g, w) {
 			t.Fatalf("%s: got %v %v, reference %v %v", key, got["generate.ids"].Shape(), g, want[key].Shape(), w)
 		}
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return len(a) == len(b)
 }
 
 func TestModelInspectAndConvertRoundTrip(t *testing.T) {
