@@ -185,3 +185,49 @@ func TestShardedSafetensorsLoad(t *testing.T) {
 	}
 	assertSameParams(t, m, back)
 }
+
+// A stored LM-head matrix must equal the word embeddings it is tied to (else a warning),
+// and a shared decoder tensor must equal the encoder's (else a mismatch).
+func TestTiedAndSharedTensorsAreVerified(t *testing.T) {
+	m := tinyModel(t, AllParts(), 3)
+	tensors, err := m.tensorsToWrite(func(s string) string { return s })
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(extra map[string]*torch.Tensor) string {
+		dir := t.TempDir()
+		all := append([]checkpoint.TensorToWrite(nil), tensors...)
+		for i, tw := range all {
+			if x, ok := extra[tw.Name]; ok {
+				all[i].Data = &tensorData{t: x}
+				delete(extra, tw.Name)
+			} else {
+				p, _ := m.Param(tw.Name)
+				all[i].Data = &tensorData{t: p}
+			}
+		}
+		for name, x := range extra {
+			all = append(all, checkpoint.TensorToWrite{Name: name, DType: checkpoint.F32, Shape: x.Shape(), Data: &tensorData{t: x}})
+		}
+		cfg, _ := m.Config.HFConfigJSON()
+		writeFile(t, filepath.Join(dir, "config.json"), cfg)
+		if err := checkpoint.WriteSafetensors(filepath.Join(dir, "model.safetensors"), all, map[string]string{"capfilt.shared_text": "true"}); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	words, _ := m.Param("text_encoder.embeddings.word_embeddings.weight")
+	_, rep, err := Load(write(map[string]*torch.Tensor{"text_decoder.cls.predictions.decoder.weight": words}), LoadOptions{})
+	if err != nil || len(rep.Warnings) != 0 {
+		t.Fatalf("an equal stored LM head: %v, warnings %v", err, rep.Warnings)
+	}
+	_, rep, err = Load(write(map[string]*torch.Tensor{"text_decoder.cls.predictions.decoder.weight": words.AddScalar(1)}), LoadOptions{})
+	if err != nil || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "max |diff| 1") {
+		t.Fatalf("a different stored LM head: %v, warnings %v", err, rep.Warnings)
+	}
+	ffn, _ := m.Param("text_encoder.encoder.layer.1.intermediate.dense.weight")
+	_, _, err = Load(write(map[string]*torch.Tensor{"text_decoder.bert.encoder.layer.1.intermediate.dense.weight": ffn.MulScalar(2)}), LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "should equal the shared text_encoder.encoder.layer.1.intermediate.dense.weight") {
+		t.Fatalf("a shared tensor that differs: %v", err)
+	}
+}
