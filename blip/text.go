@@ -250,52 +250,40 @@ func (a *AttentionBlock) crossAttention(x, image *torch.Tensor, groups int, trai
 	return mergeHeads(out)
 }
 
-// selfAttentionMask builds BLIP's additive mask [B, 1, T, past+T]: 0 where a query may
-// attend a key, −10000 elsewhere (padding, and future keys when causal). A nil key mask
-// attends every key.
+// selfAttentionMask builds BLIP's additive mask, broadcastable to [B, 1, T, past+T]: 0 where
+// a query may attend a key, −10000 elsewhere (padding, and future keys when causal), as
+// (1 − pad·causal)·(−10000). It is formed on the ids' device; only the causal pattern, which
+// depends on the lengths alone, is made on the host. nil means every key is attended.
 func selfAttentionMask(ids, keyMask *torch.Tensor, past int64, causal bool, dt torch.DType) (*torch.Tensor, error) {
 	s := ids.Shape()
 	b, t := s[0], s[1]
 	total := past + t
-	var keys []float32
-	if keyMask != nil {
-		km := keyMask.ToDType(torch.Float32)
-		vals, err := km.Float32s()
-		if km != keyMask {
-			km.Free()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("text: attention mask: %w", err)
-		}
-		if int64(len(vals)) != b*total {
-			return nil, fmt.Errorf("text: attention mask shape %v, want [%d, %d]", keyMask.Shape(), b, total)
-		}
-		keys = vals
-	}
-	if keys == nil && !causal {
+	causal = causal && t > 1 // a single new query may attend every key so far
+	if keyMask == nil && !causal {
 		return nil, nil
 	}
-	rows := int64(1)
-	if causal {
-		rows = t
+	sc, dev := ids.Scope(), ids.Device()
+	var attend *torch.Tensor // 1 where attending is allowed
+	if keyMask != nil {
+		if err := keyMask.MustShape("text: attention mask", b, total); err != nil {
+			return nil, err
+		}
+		attend = sc.Ref(keyMask).NeScalar(0).To(dev, dt).View(b, 1, 1, total)
 	}
-	m := make([]float32, b*rows*total)
-	for i := int64(0); i < b; i++ {
-		for r := int64(0); r < rows; r++ {
-			for j := int64(0); j < total; j++ {
-				ok := keys == nil || keys[i*total+j] != 0
-				if causal && j > past+r {
-					ok = false
-				}
-				if !ok {
-					m[(i*rows+r)*total+j] = -10000
-				}
+	if causal {
+		pattern := make([]float32, t*total)
+		for r := int64(0); r < t; r++ {
+			for j := int64(0); j <= past+r; j++ {
+				pattern[r*total+j] = 1
 			}
 		}
+		c := sc.Track(torch.FromFloat32(pattern, 1, 1, t, total)).To(dev, dt)
+		if attend == nil {
+			attend = c
+		} else {
+			attend = attend.Mul(c)
+		}
 	}
-	mask := ids.Scope().Track(torch.FromFloat32(m, b, 1, rows, total))
-	if dev := ids.Device(); dev != torch.CPU || dt != torch.Float32 {
-		mask = mask.To(dev, dt)
-	}
+	mask := attend.RSubScalar(1).MulScalar(-10000)
 	return mask, mask.Err()
 }
