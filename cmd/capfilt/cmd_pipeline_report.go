@@ -30,6 +30,16 @@ func (a *app) follow(ctx context.Context, coord *coordinator.Coordinator, run st
 	return st, err
 }
 
+// finishRun writes a finished run's manifest beside its outputs and reports it.
+func (a *app) finishRun(ctx context.Context, coord *coordinator.Coordinator, run, output string) error {
+	m, err := coord.WriteManifest(ctx, run)
+	if err != nil {
+		return err
+	}
+	out, _ := coordinator.OutputURL(output)
+	return a.printManifest(m, out.Join(coordinator.ManifestName).String())
+}
+
 // printManifest says how a finished run went; dead shards make it an error.
 func (a *app) printManifest(m *coordinator.Manifest, where string) error {
 	a.printf("run %s: %d shards: %d done, %d dead\n", m.Run, len(m.Shards), m.Done, m.Dead)

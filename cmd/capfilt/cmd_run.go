@@ -129,12 +129,7 @@ nats://127.0.0.1:PORT).`,
 				}
 				return ferr
 			}
-			m, err := coord.WriteManifest(context.WithoutCancel(ctx), run)
-			if err != nil {
-				return err
-			}
-			out, _ := coordinator.OutputURL(rs.Output)
-			return a.printManifest(m, out.Join(coordinator.ManifestName).String())
+			return a.finishRun(context.WithoutCancel(ctx), coord, run, rs.Output)
 		},
 	}
 	f := cmd.Flags()

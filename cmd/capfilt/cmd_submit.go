@@ -61,12 +61,7 @@ publishes nothing new; other settings under the same run name are refused.
 			if _, err := a.follow(cmd.Context(), coord, run, len(sum.Shards)); err != nil {
 				return err
 			}
-			m, err := coord.WriteManifest(cmd.Context(), run)
-			if err != nil {
-				return err
-			}
-			out, _ := coordinator.OutputURL(rs.Output)
-			return a.printManifest(m, out.Join(coordinator.ManifestName).String())
+			return a.finishRun(cmd.Context(), coord, run, rs.Output)
 		},
 	}
 	f := cmd.Flags()
