@@ -12,17 +12,7 @@ type Linear struct {
 	Bias   *torch.Tensor // nil when the layer has none
 }
 
-// Forward folds a [..., in] input to 2-D first: libtorch 1.13 runs a 2-D linear as one
-// GEMM with the bias added inside it, but a 3-D one as a GEMM and a second pass over the
-// output to add the bias.
-func (l *Linear) Forward(x *torch.Tensor) *torch.Tensor {
-	s := x.Shape()
-	if len(s) <= 2 {
-		return x.Linear(l.Weight, l.Bias)
-	}
-	out := append(append([]int64(nil), s[:len(s)-1]...), l.Weight.Size(0))
-	return x.Reshape(-1, s[len(s)-1]).Linear(l.Weight, l.Bias).View(out...)
-}
+func (l *Linear) Forward(x *torch.Tensor) *torch.Tensor { return x.Linear(l.Weight, l.Bias) }
 
 func (l *Linear) register(ps *paramSet, name string, out, in int) {
 	ps.add(name+".weight", &l.Weight, int64(out), int64(in))

@@ -114,6 +114,12 @@ func TestMatMulAndLinearMatchGoLoops(t *testing.T) {
 	X, W := FromFloat32(x, 4, 5), FromFloat32(w, 3, 5)
 	assertClose(t, "linear", mustF32(t, X.Linear(W, FromFloat32(bias, 3))), ref, 1e-5)
 	assertClose(t, "linear without bias", mustF32(t, X.Linear(W, nil)), noBias, 1e-5)
+	// A [..., in] input (folded to one GEMM with the bias inside) gives the same rows.
+	Y := X.Reshape(2, 2, 5).Linear(W, FromFloat32(bias, 3))
+	if err := Y.MustShape("3-d linear", 2, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "3-d linear", mustF32(t, Y), ref, 1e-5)
 }
 
 func TestConv2dMatchesGoLoop(t *testing.T) {

@@ -271,9 +271,18 @@ ct_error ct_softmax(ct_tensor a, int64_t dim, int log, ct_tensor *out) {
 
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b, ct_tensor *out) {
   CT_TRY({
+    const auto &in = T(x);
+    if (b && in.dim() > 2) {
+      // One GEMM with the bias inside it: libtorch 1.13's linear runs a [..., in] input
+      // as a matmul and a second pass over the output to add the bias.
+      auto sizes = in.sizes().vec();
+      sizes.back() = T(w).size(0);
+      *out = wrap(at::addmm(T(b), in.reshape({-1, in.size(-1)}), T(w).t()).view(sizes));
+      return nullptr;
+    }
     c10::optional<at::Tensor> bias;
     if (b) bias = T(b);
-    *out = wrap(at::linear(T(x), T(w), bias));
+    *out = wrap(at::linear(in, T(w), bias));
   })
 }
 
