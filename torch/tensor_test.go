@@ -304,10 +304,14 @@ func TestMachineInfo(t *testing.T) {
 			t.Fatal("memory of a missing CUDA device must be an error")
 		}
 	}
-	prev := NumThreads()
+	prev, prevBLAS := NumThreads(), BLASThreads()
 	SetNumThreads(1)
-	if NumThreads() != 1 {
-		t.Fatalf("threads %d after SetNumThreads(1)", NumThreads())
+	if NumThreads() != 1 || BLASThreads() != 1 {
+		t.Fatalf("threads %d, BLAS threads %d after SetNumThreads(1)", NumThreads(), BLASThreads())
 	}
-	SetNumThreads(prev)
+	SetIntraOpThreads(prev)
+	SetBLASThreads(prevBLAS)
+	if NumThreads() != prev || BLASThreads() != prevBLAS {
+		t.Fatalf("threads not restored: %d/%d, want %d/%d", NumThreads(), BLASThreads(), prev, prevBLAS)
+	}
 }
