@@ -10,6 +10,8 @@ import (
 	"sort"
 	"unsafe"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip/checkpoint"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -83,7 +85,7 @@ func (m *Model) tensorsToWrite(rename func(string) string) ([]checkpoint.TensorT
 
 // SaveHF writes an HF-layout directory: config.json, model.safetensors and, when tok is
 // given, vocab.txt. Load reads it back.
-func (m *Model) SaveHF(dir string, tok *Tokenizer) error {
+func (m *Model) SaveHF(dir string, tok *tokenizer.Tokenizer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/capfilt/capfilt/blip/tokenizer"
 )
 
 // ErrNoTokenizer says a model has no tokenizer beside it and none was named.
@@ -13,7 +15,7 @@ var ErrNoTokenizer = errors.New("no tokenizer (vocab.txt or tokenizer.json) besi
 // LoadModelTokenizer returns the tokenizer of a model: the one at path, or (path empty) the
 // vocab.txt / tokenizer.json in the checkpoint's directory. Hub vocabularies lack [DEC]
 // and [ENC]: their ids come from the model config, and the vocabulary must fit the model's.
-func LoadModelTokenizer(path, modelPath string, cfg Config) (*Tokenizer, error) {
+func LoadModelTokenizer(path, modelPath string, cfg Config) (*tokenizer.Tokenizer, error) {
 	if path == "" {
 		dir := modelPath
 		if fi, err := os.Stat(modelPath); err == nil && !fi.IsDir() {
@@ -29,7 +31,7 @@ func LoadModelTokenizer(path, modelPath string, cfg Config) (*Tokenizer, error) 
 			return nil, fmt.Errorf("model %s: %w", modelPath, ErrNoTokenizer)
 		}
 	}
-	tok, err := LoadTokenizer(path)
+	tok, err := tokenizer.Load(path)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -13,7 +15,7 @@ import (
 // Captioner writes captions for images with a BLIP captioning model.
 type Captioner struct {
 	model  *blip.Model
-	tok    *blip.Tokenizer
+	tok    *tokenizer.Tokenizer
 	st     Settings
 	prompt []int64 // [DEC] + the prompt's tokens, without the trailing [SEP]
 }
@@ -28,7 +30,7 @@ type Caption struct {
 
 // New prepares a captioner. The model must have a vision model and a text decoder; it
 // runs on the model's device.
-func New(model *blip.Model, tok *blip.Tokenizer, st Settings) (*Captioner, error) {
+func New(model *blip.Model, tok *tokenizer.Tokenizer, st Settings) (*Captioner, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -46,7 +48,7 @@ func (c *Captioner) Settings() Settings { return c.st }
 
 // PromptIDs are the decoder's start tokens for a prompt: its tokens with [DEC] in place
 // of [CLS] and the trailing [SEP] dropped ("a picture of " → [DEC] a picture of).
-func PromptIDs(tok *blip.Tokenizer, prompt string) []int64 {
+func PromptIDs(tok *tokenizer.Tokenizer, prompt string) []int64 {
 	ids := tok.Encode(prompt)
 	ids = ids[:len(ids)-1]
 	ids[0] = tok.DecID()

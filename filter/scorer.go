@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -23,12 +25,12 @@ func DefaultOptions() Options { return Options{MaxWords: 30, MaxTokens: 35} }
 // Scorer scores captions against images with a BLIP retrieval (ITM + ITC) model.
 type Scorer struct {
 	model *blip.Model
-	tok   *blip.Tokenizer
+	tok   *tokenizer.Tokenizer
 	opts  Options
 }
 
 // NewScorer checks the model has what scoring needs.
-func NewScorer(model *blip.Model, tok *blip.Tokenizer, opts Options) (*Scorer, error) {
+func NewScorer(model *blip.Model, tok *tokenizer.Tokenizer, opts Options) (*Scorer, error) {
 	switch {
 	case model.VisionModel == nil || model.TextEncoder == nil:
 		return nil, errors.New("filter: the model has no vision model or no text encoder (is it a retrieval/ITM checkpoint?)")
@@ -82,7 +84,7 @@ func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions 
 			uniform = false
 		}
 		for _, c := range cs {
-			texts = append(texts, blip.PreCaption(c, s.opts.MaxWords))
+			texts = append(texts, tokenizer.PreCaption(c, s.opts.MaxWords))
 			owner = append(owner, int64(i))
 		}
 	}
@@ -95,7 +97,7 @@ func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions 
 	}
 	sc := torch.NewScope()
 	defer sc.Close()
-	ids, mask := s.tok.EncodeBatch(texts, s.opts.MaxTokens, blip.PadToLongest)
+	ids, mask := s.tok.EncodeBatch(texts, s.opts.MaxTokens, tokenizer.PadToLongest)
 	dev := image.Device()
 	idT := sc.Track(torch.FromInt64(flatten(ids), int64(len(ids)), int64(len(ids[0])))).ToDevice(dev)
 	maskT := sc.Track(torch.FromInt64(flatten(mask), int64(len(mask)), int64(len(mask[0])))).ToDevice(dev)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/captioner"
 	"github.com/capfilt/capfilt/filter"
@@ -137,7 +139,7 @@ type BLIPSource struct {
 
 type loadedModel struct {
 	model *blip.Model
-	tok   *blip.Tokenizer
+	tok   *tokenizer.Tokenizer
 }
 
 // NewBLIPSource loads models onto dev in dtype dt.
@@ -221,7 +223,7 @@ func (s *BLIPSource) Close() {
 // LoadBLIP loads a checkpoint strictly onto a device, with its tokenizer: spec.Tokenizer,
 // or the vocab.txt / tokenizer.json beside the checkpoint, given the model's [DEC] and
 // [ENC] ids.
-func LoadBLIP(spec pipeline.ModelSpec, dev torch.Device, dt torch.DType) (*blip.Model, *blip.Tokenizer, error) {
+func LoadBLIP(spec pipeline.ModelSpec, dev torch.Device, dt torch.DType) (*blip.Model, *tokenizer.Tokenizer, error) {
 	if _, err := os.Stat(spec.Path); err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", spec.Path, err)
 	}

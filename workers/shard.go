@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/capfilt/capfilt/imageproc"
+
 	"golang.org/x/sync/errgroup"
 
-	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/filter"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
@@ -190,14 +191,14 @@ func readShard(ctx context.Context, t ShardTask, in shards.URL, ordered, toDecod
 
 func decodeImages(ctx context.Context, t ShardTask, toDecode <-chan *item, times *stageTimes) {
 	size := t.Labeler.ImageSize()
-	limits := blip.ImageLimits{MaxPixels: t.Settings.MaxPixels}
+	limits := imageproc.ImageLimits{MaxPixels: t.Settings.MaxPixels}
 	for it := range toDecode {
 		if ctx.Err() == nil {
 			began := time.Now()
-			pixels, w, h, err := blip.Preprocess(it.s.Image, size, limits)
+			pixels, w, h, err := imageproc.Preprocess(it.s.Image, size, limits)
 			times.add(&times.decode, began)
 			switch {
-			case errors.Is(err, blip.ErrImageTooLarge):
+			case errors.Is(err, imageproc.ErrImageTooLarge):
 				it.skip = shards.SkipTooManyPixels
 			case err != nil:
 				it.skip = shards.SkipCorruptImage

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/blip"
@@ -310,7 +312,7 @@ func waitIdle(ctx context.Context, q *pipeline.Queue, n int) error {
 
 // writeRandomTiny writes a random blip.Tiny checkpoint with its vocabulary to dir.
 func writeRandomTiny(dir string) error {
-	tok, err := blip.NewTokenizer(synth.TinyVocab(), blip.BertUncased)
+	tok, err := tokenizer.New(synth.TinyVocab(), tokenizer.BertUncased)
 	if err != nil {
 		return err
 	}

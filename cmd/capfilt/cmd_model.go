@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/blip"
@@ -183,7 +185,7 @@ func newModelConvertCommand(a *app) *cobra.Command {
 					return err
 				}
 			} else {
-				var tok *blip.Tokenizer
+				var tok *tokenizer.Tokenizer
 				if t, err := a.loadTokenizer(in, m.Config); err == nil {
 					tok = t
 				} else {

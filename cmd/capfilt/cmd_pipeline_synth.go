@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/blip"
@@ -32,14 +34,14 @@ large need --vocab, a bert-base-uncased vocab.txt.`,
 			if err != nil {
 				return usagef("%v", err)
 			}
-			var tok *blip.Tokenizer
+			var tok *tokenizer.Tokenizer
 			switch vocab := a.v.GetString("vocab"); {
 			case vocab != "":
-				if tok, err = blip.LoadTokenizer(vocab); err != nil {
+				if tok, err = tokenizer.Load(vocab); err != nil {
 					return usagef("vocab %s: %v", vocab, err)
 				}
 			case preset == "tiny":
-				if tok, err = blip.NewTokenizer(synth.TinyVocab(), blip.BertUncased); err != nil {
+				if tok, err = tokenizer.New(synth.TinyVocab(), tokenizer.BertUncased); err != nil {
 					return err
 				}
 			default:
@@ -118,7 +120,7 @@ knows; --mismatch of them describe another picture) and KEY.json (with the truth
 
 // writeRandomModel writes a BLIP model with every part and deterministic random weights,
 // and its tokenizer, as an HF directory; it returns the parameter count.
-func writeRandomModel(dir string, cfg blip.Config, tok *blip.Tokenizer, seed uint64) (int64, error) {
+func writeRandomModel(dir string, cfg blip.Config, tok *tokenizer.Tokenizer, seed uint64) (int64, error) {
 	m, err := blip.New(cfg, blip.AllParts())
 	if err != nil {
 		return 0, err

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/imageproc"
+
 	"github.com/capfilt/capfilt/captioner"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -74,7 +75,7 @@ func pixelBatch(ctx context.Context, srcs []string, size int) (*torch.Tensor, []
 	if len(datas) == 0 {
 		return nil, nil, errs
 	}
-	buf, res, err := blip.PreprocessBatch(nil, datas, size, blip.ImageLimits{}, 0)
+	buf, res, err := imageproc.PreprocessBatch(nil, datas, size, imageproc.ImageLimits{}, 0)
 	if err != nil {
 		for _, i := range idx {
 			errs[i] = err

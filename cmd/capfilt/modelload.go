@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/blip"
@@ -24,7 +26,7 @@ func addModelFlags(cmd *cobra.Command) {
 // loadedModel is a model ready to run, with its tokenizer.
 type loadedModel struct {
 	model  *blip.Model
-	tok    *blip.Tokenizer
+	tok    *tokenizer.Tokenizer
 	report *blip.LoadReport
 	device torch.Device
 }
@@ -75,7 +77,7 @@ func (a *app) loadModel(needTokenizer bool) (*loadedModel, error) {
 
 // loadTokenizer reads --tokenizer, or the vocabulary beside the model (see
 // blip.LoadModelTokenizer). A missing or unreadable one is a usage error.
-func (a *app) loadTokenizer(modelPath string, cfg blip.Config) (*blip.Tokenizer, error) {
+func (a *app) loadTokenizer(modelPath string, cfg blip.Config) (*tokenizer.Tokenizer, error) {
 	path := a.v.GetString("tokenizer")
 	tok, err := blip.LoadModelTokenizer(path, modelPath, cfg)
 	switch {

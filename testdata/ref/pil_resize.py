@@ -3,7 +3,7 @@
 
 Run by hand with Debian's Python (Pillow 9.4, libjpeg-turbo, libwebp, torch):
 
-    /usr/bin/python3 testdata/ref/pil_resize.py blip/testdata/image
+    /usr/bin/python3 testdata/ref/pil_resize.py imageproc/testdata/image
 
 It writes small test images in every format and mode BLIP meets, and for each:
   NAME.decoded.png     what Image.open(f).convert("RGB") gives (BLIP's loader)
@@ -30,7 +30,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 rng = np.random.default_rng(20240601)
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "blip/testdata/image"
+out_dir = sys.argv[1] if len(sys.argv) > 1 else "imageproc/testdata/image"
 os.makedirs(out_dir, exist_ok=True)
 manifest = []
 

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
@@ -82,9 +84,9 @@ func Model(t testing.TB, name string, parts blip.Parts) *blip.Model {
 }
 
 // TinyTokenizer is the tiny vocabulary (synth.TinyVocab) with cfg's [DEC] and [ENC] ids.
-func TinyTokenizer(t testing.TB, cfg blip.Config) *blip.Tokenizer {
+func TinyTokenizer(t testing.TB, cfg blip.Config) *tokenizer.Tokenizer {
 	t.Helper()
-	tok, err := blip.NewTokenizer(synth.TinyVocab(), blip.BertUncased)
+	tok, err := tokenizer.New(synth.TinyVocab(), tokenizer.BertUncased)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/capfilt/capfilt/blip/tokenizer"
+
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/captioner"
 	"github.com/capfilt/capfilt/filter"
@@ -26,7 +28,7 @@ func ModelDir(t testing.TB, seed uint64) string {
 	if err := m.InitDeterministic(seed); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := blip.NewTokenizer(synth.TinyVocab(), blip.BertUncased)
+	tok, err := tokenizer.New(synth.TinyVocab(), tokenizer.BertUncased)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package blip
+package tokenizer
 
 import (
 	"os"
@@ -30,7 +30,7 @@ func bertTestVocab() []string {
 
 func newTestTokenizer(t *testing.T, norm TextNormalization) *Tokenizer {
 	t.Helper()
-	tok, err := NewTokenizer(bertTestVocab(), norm)
+	tok, err := New(bertTestVocab(), norm)
 	if err != nil {
 		t.Fatalf("NewTokenizer: %v", err)
 	}
@@ -290,7 +290,7 @@ func TestNewTokenizerRejectsBadVocabularies(t *testing.T) {
 		{"empty token", append(append([]string{}, base...), ""), "entry 6 is empty"},
 	}
 	for _, c := range cases {
-		if _, err := NewTokenizer(c.vocab, BertUncased); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := New(c.vocab, BertUncased); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want mention of %q", c.name, err, c.want)
 		}
 	}
@@ -298,7 +298,7 @@ func TestNewTokenizerRejectsBadVocabularies(t *testing.T) {
 
 func TestTinyVocabularyMatchesTheTinyPreset(t *testing.T) {
 	// The tiny vocabulary lives with the synthetic world, which writes it beside its models.
-	tok, err := LoadTokenizer(filepath.Join("..", "synth", "tiny_vocab.txt"))
+	tok, err := Load(filepath.Join("..", "..", "synth", "tiny_vocab.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestLoadTokenizerFromFilesAndDirectories(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
-			tok, err := LoadTokenizer(filepath.Join(dir, c.path))
+			tok, err := Load(filepath.Join(dir, c.path))
 			if err != nil {
 				t.Fatalf("LoadTokenizer: %v", err)
 			}
@@ -416,15 +416,15 @@ func TestLoadTokenizerErrorsNameTheProblem(t *testing.T) {
 		{write("novocab.json", `{"model": {"type": "WordPiece"}}`), "model.vocab is missing"},
 	}
 	for _, c := range cases {
-		if _, err := LoadTokenizer(c.path); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("LoadTokenizer(%s): err = %v, want mention of %q", filepath.Base(c.path), err, c.want)
+		if _, err := Load(c.path); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Load(%s): err = %v, want mention of %q", filepath.Base(c.path), err, c.want)
 		}
 	}
 }
 
 func mustLoad(t *testing.T, path string) *Tokenizer {
 	t.Helper()
-	tok, err := LoadTokenizer(path)
+	tok, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

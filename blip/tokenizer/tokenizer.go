@@ -1,4 +1,4 @@
-package blip
+package tokenizer
 
 import (
 	"fmt"
@@ -53,7 +53,7 @@ const (
 // NewTokenizer builds a tokenizer over vocab, where a token's id is its index. The
 // vocabulary must hold [PAD], [UNK], [CLS], [SEP] and [MASK]; [DEC] and [ENC] take
 // their ids from the vocabulary if it lists them, else len(vocab) and len(vocab)+1.
-func NewTokenizer(vocab []string, norm TextNormalization) (*Tokenizer, error) {
+func New(vocab []string, norm TextNormalization) (*Tokenizer, error) {
 	t := &Tokenizer{
 		tokens:       slices.Clone(vocab),
 		vocab:        make(map[string]int64, len(vocab)),

@@ -1,4 +1,4 @@
-package blip
+package imageproc
 
 import (
 	"fmt"
@@ -56,7 +56,7 @@ func Preprocess(data []byte, size int, limits ImageLimits) ([]float32, int, int,
 }
 
 func preprocessInto(dst []float32, data []byte, size int, limits ImageLimits) (w, h int, format string, err error) {
-	img, format, err := DecodeImage(data, limits)
+	img, format, err := Decode(data, limits)
 	if err != nil {
 		return 0, 0, format, err
 	}

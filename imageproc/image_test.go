@@ -1,4 +1,4 @@
-package blip
+package imageproc
 
 import (
 	"bytes"
@@ -121,9 +121,9 @@ func TestDecodeImageMatchesPILConvertRGB(t *testing.T) {
 	var lossy agreement
 	for _, c := range m.Cases {
 		t.Run(c.Name, func(t *testing.T) {
-			got, format, err := DecodeImage(readGolden(t, c.Input), ImageLimits{})
+			got, format, err := Decode(readGolden(t, c.Input), ImageLimits{})
 			if err != nil {
-				t.Fatalf("DecodeImage(%s): %v", c.Input, err)
+				t.Fatalf("Decode(%s): %v", c.Input, err)
 			}
 			if format != c.Format {
 				t.Errorf("format %q, want %q", format, c.Format)
@@ -287,7 +287,7 @@ func TestDecodeImageRefusesBombsBeforeDecoding(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, err := DecodeImage(c.data, c.limits)
+			_, _, err := Decode(c.data, c.limits)
 			if !errors.Is(err, ErrImageTooLarge) {
 				t.Fatalf("err = %v, want ErrImageTooLarge", err)
 			}
@@ -296,7 +296,7 @@ func TestDecodeImageRefusesBombsBeforeDecoding(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := DecodeImage(photo, ImageLimits{MaxPixels: 640 * 480}); err != nil {
+	if _, _, err := Decode(photo, ImageLimits{MaxPixels: 640 * 480}); err != nil {
 		t.Errorf("photo at exactly the limit: %v", err)
 	}
 }
@@ -320,9 +320,9 @@ func TestDecodeImageErrorsNameFormatAndReason(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			img, _, err := DecodeImage(c.data, ImageLimits{})
+			img, _, err := Decode(c.data, ImageLimits{})
 			if img != nil || !errors.Is(err, c.reason) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("DecodeImage = %v, %v; want nil and an error wrapping %v that mentions %q", img, err, c.reason, c.want)
+				t.Fatalf("Decode = %v, %v; want nil and an error wrapping %v that mentions %q", img, err, c.reason, c.want)
 			}
 		})
 	}

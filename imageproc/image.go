@@ -1,4 +1,4 @@
-package blip
+package imageproc
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func NewRGBImage(w, h int) *RGBImage {
 // a decompression bomb (it refuses at twice that).
 const DefaultMaxPixels = 89_478_485
 
-// ImageLimits bounds what DecodeImage accepts.
+// ImageLimits bounds what Decode accepts.
 type ImageLimits struct {
 	// MaxPixels refuses an image whose header declares more than this many pixels
 	// (width × height), before any pixel data is decoded. Zero or less means
@@ -48,7 +48,7 @@ func (l ImageLimits) maxPixels() int64 {
 	return l.MaxPixels
 }
 
-// The reasons an image is refused; DecodeImage's errors wrap one of them, so a
+// The reasons an image is refused; Decode's errors wrap one of them, so a
 // caller can count skipped samples by reason with errors.Is.
 var (
 	ErrImageFormat   = errors.New("unrecognised image format")
@@ -56,7 +56,7 @@ var (
 	ErrImageCorrupt  = errors.New("corrupt image")
 )
 
-// DecodeImage decodes a JPEG, PNG, GIF (first frame), BMP or WebP image and converts
+// Decode decodes a JPEG, PNG, GIF (first frame), BMP or WebP image and converts
 // it to RGB the way PIL's convert("RGB") does: palette entries looked up (the
 // transparent one keeps its colour), grey replicated, alpha dropped (not composited
 // on any background), 16-bit RGB(A) samples cut to their high byte, 16-bit grey
@@ -65,7 +65,7 @@ var (
 // name ("jpeg", "png", "gif", "bmp", "webp"). The header is checked against
 // limits before any pixel is decoded. A decoder panic (Go's decoders should not,
 // but web images are hostile) is returned as ErrImageCorrupt.
-func DecodeImage(data []byte, limits ImageLimits) (img *RGBImage, format string, err error) {
+func Decode(data []byte, limits ImageLimits) (img *RGBImage, format string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			img, err = nil, fmt.Errorf("decode %s: %w: decoder panicked: %v", format, ErrImageCorrupt, p)

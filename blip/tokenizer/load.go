@@ -1,4 +1,4 @@
-package blip
+package tokenizer
 
 import (
 	"encoding/json"
@@ -17,7 +17,7 @@ import (
 // strip_accents, tokenize_chinese_chars) and added_tokens.json ([DEC]/[ENC] ids)
 // are honoured when present. A model config's bos_token_id/enc_token_id still
 // override [DEC]/[ENC] through SetDecEncIDs.
-func LoadTokenizer(path string) (*Tokenizer, error) {
+func Load(path string) (*Tokenizer, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer: %w", err)
@@ -54,7 +54,7 @@ func loadVocabTxt(path, dir string) (*Tokenizer, error) {
 			return nil, err
 		}
 	}
-	t, err := NewTokenizer(strings.Split(text, "\n"), norm)
+	t, err := New(strings.Split(text, "\n"), norm)
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
@@ -189,7 +189,7 @@ func loadTokenizerJSON(path string) (*Tokenizer, error) {
 		}
 		vocab[id] = tok
 	}
-	t, err := NewTokenizer(vocab, tj.Normalizer.normalization())
+	t, err := New(vocab, tj.Normalizer.normalization())
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
