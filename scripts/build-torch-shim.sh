@@ -50,6 +50,23 @@ if [[ -e "$libdir/libc10_cuda.so" ]]; then
   libs+=(-l:"$cudart")
 fi
 
+# torch/csrc/dist.cpp includes c10d's ProcessGroupGloo.hpp, which includes Gloo's headers:
+# Debian ships them apart from libtorch-dev (libgloo-dev); a pip wheel has them in include/.
+if [[ ! -e "${LIBTORCH:-/nonexistent}/include/gloo/context.h" && ! -e /usr/include/gloo/context.h ]]; then
+  echo "build-torch-shim: no Gloo headers (gloo/context.h): install libgloo-dev" >&2; exit 1
+fi
+# ProcessGroupNCCL only where the CUDA libtorch has it: its header is compiled only under
+# USE_C10D_NCCL and needs nccl.h (a CUDA toolkit, or the nvidia-nccl wheel beside torch).
+if [[ " ${defs[*]} " == *" -DCAPFILT_WITH_CUDA "* ]] && nm -DC "$libdir/libtorch_cuda.so" 2>/dev/null | grep -q "c10d::ProcessGroupNCCL::ProcessGroupNCCL("; then
+  for d in "${CUDA_HOME:-/usr/local/cuda}/include" "${LIBTORCH:-/nonexistent}/../nvidia/nccl/include" /usr/include; do
+    if [[ -e "$d/nccl.h" ]]; then
+      defs+=(-DCAPFILT_WITH_NCCL -DUSE_C10D_NCCL)
+      inc+=(-I"$d")
+      break
+    fi
+  done
+fi
+
 # libtorch 1.13 and pip wheels before 2.? are built with the old C++ ABI; follow libtorch.
 abi=1
 if nm -DC "$libdir/libc10.so" 2>/dev/null | grep -q "c10::Error::Error(c10::SourceLocation, std::string)"; then abi=0; fi
@@ -61,7 +78,9 @@ pids=()
 for f in "$src"/*.cpp; do
   o="$out/$(basename "${f%.cpp}").o"
   objs+=("$o")
-  if [[ ! -e "$o" || "$f" -nt "$o" || "$src/shim.h" -nt "$o" || "$src/capfilt_torch.h" -nt "$o" || "$0" -nt "$o" ]]; then
+  stale=0
+  for dep in "$f" "$src"/*.h "$0"; do [[ "$dep" -nt "$o" ]] && stale=1; done
+  if [[ ! -e "$o" || $stale == 1 ]]; then
     "$cxx" "${flags[@]}" -c "$f" -o "$o" &
     pids+=($!)
   fi

@@ -204,3 +204,4 @@ ct_error ct_bench_matmul(int64_t n, int iters, double *seconds);
 }
 #endif
 #endif
+#include "capfilt_dist.h"
