@@ -55,6 +55,7 @@ func distEnvFrom(lookup func(string) (string, bool)) (DistEnv, error) {
 		return DistEnv{}, fmt.Errorf("environment: %s not set (a distributed launch needs all of %s)",
 			strings.Join(missing, ", "), strings.Join(required, ", "))
 	}
+	const maxInt = int(^uint(0) >> 1)
 	var e DistEnv
 	var err error
 	intVar := func(name string, dst *int, lo, hi int, need bool) {
@@ -70,12 +71,13 @@ func distEnvFrom(lookup func(string) (string, bool)) (DistEnv, error) {
 		switch {
 		case perr != nil:
 			err = fmt.Errorf("environment: %s=%q is not an integer", name, v)
+		case n < lo && hi == maxInt:
+			err = fmt.Errorf("environment: %s=%d is not %d or more", name, n, lo)
 		case n < lo || n > hi:
 			err = fmt.Errorf("environment: %s=%d is not in %d..%d", name, n, lo, hi)
 		}
 		*dst = n
 	}
-	const maxInt = int(^uint(0) >> 1)
 	intVar("WORLD_SIZE", &e.WorldSize, 1, maxInt, true)
 	intVar("RANK", &e.Rank, 0, e.WorldSize-1, true)
 	intVar("MASTER_PORT", &e.MasterPort, 1, 65535, true)

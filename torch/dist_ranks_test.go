@@ -94,46 +94,60 @@ func (w syncWriter) Write(p []byte) (int, error) {
 // them when the test ends.
 func startRanks(t testing.TB, role string, world int, timeout time.Duration, extraEnv ...string) (procs []*rankProc, out string) {
 	t.Helper()
-	out = t.TempDir()
-	port := freePort(t)
+	job := newJob(t, role, world, timeout, extraEnv...)
 	for r := 0; r < world; r++ {
-		env := DistEnv{Rank: r, WorldSize: world, LocalRank: r, LocalWorldSize: world, MasterAddr: "127.0.0.1",
-			MasterPort: port, GlooInterfaces: []string{"lo"}}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestDistChild$", "-test.v")
-		cmd.Env = append(append(append(os.Environ(), env.Environ()...),
-			envRole+"="+role, envOut+"="+out, envTimeout+"="+strconv.FormatInt(timeout.Milliseconds(), 10)), extraEnv...)
-		p := &rankProc{rank: r, cmd: cmd, output: &bytes.Buffer{}, ready: make(chan struct{}), done: make(chan error, 1)}
-		var mu sync.Mutex
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = syncWriter{&mu, p.output}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			once := sync.Once{}
-			for sc.Scan() {
-				line := sc.Text()
-				syncWriter{&mu, p.output}.Write([]byte(line + "\n"))
-				if line == "READY" {
-					once.Do(func() { close(p.ready) })
-				}
-			}
-			err := cmd.Wait()
-			p.exited = time.Now()
-			p.done <- err
-		}()
-		procs = append(procs, p)
+		procs = append(procs, job.start(t, r))
 	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.cmd.Process.Kill()
+	return procs, job.out
+}
+
+// rankJob is one job's launch settings, for tests that start its ranks one by one.
+type rankJob struct {
+	role, out string
+	world     int
+	port      int
+	timeout   time.Duration
+	extraEnv  []string
+}
+
+func newJob(t testing.TB, role string, world int, timeout time.Duration, extraEnv ...string) *rankJob {
+	return &rankJob{role: role, out: t.TempDir(), world: world, port: freePort(t), timeout: timeout, extraEnv: extraEnv}
+}
+
+// start launches rank r the way torchrun launches a worker.
+func (j *rankJob) start(t testing.TB, r int) *rankProc {
+	t.Helper()
+	env := DistEnv{Rank: r, WorldSize: j.world, LocalRank: r, LocalWorldSize: j.world, MasterAddr: "127.0.0.1",
+		MasterPort: j.port, GlooInterfaces: []string{"lo"}}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDistChild$", "-test.v")
+	cmd.Env = append(append(append(os.Environ(), env.Environ()...),
+		envRole+"="+j.role, envOut+"="+j.out, envTimeout+"="+strconv.FormatInt(j.timeout.Milliseconds(), 10)), j.extraEnv...)
+	p := &rankProc{rank: r, cmd: cmd, output: &bytes.Buffer{}, ready: make(chan struct{}), done: make(chan error, 1)}
+	var mu sync.Mutex
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = syncWriter{&mu, p.output}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			syncWriter{&mu, p.output}.Write([]byte(line + "\n"))
+			if line == "READY" {
+				once.Do(func() { close(p.ready) })
+			}
 		}
-	})
-	return procs, out
+		err := cmd.Wait()
+		p.exited = time.Now()
+		p.done <- err
+	}()
+	return p
 }
 
 // waitAll waits for every rank to exit successfully within limit.

@@ -23,7 +23,7 @@ func collectivesRole(t *testing.T, pg *ProcessGroup, out string) {
 		a := Arange(0, 12, 1, Float32, CPU).Reshape(3, 4).AddScalar(100 * r)
 		b := Arange(0, 5, 1, Float64, CPU).MulScalar(r + 1)
 		c := FromInt64([]int64{int64(r) + 1, 7}, 2)
-		nc := Arange(0, 12, 1, Float32, CPU).Reshape(4, 3).MulScalar(r + 2).Transpose(0, 1) // not contiguous
+		nc := Arange(0, 12, 1, Float32, CPU).Reshape(4, 3).MulScalar(r+2).Transpose(0, 1) // not contiguous
 		if err := pg.AllReduce([]*Tensor{a, b, c, nc}, DistSum, bucket); err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,12 @@
 
 namespace ct {
 
+std::string secs(std::chrono::milliseconds d) {
+  std::ostringstream s;
+  s << d.count() / 1000.0 << "s";
+  return s.str();
+}
+
 int64_t nbytes(const at::Tensor &t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 std::vector<Bucket> plan_buckets(const std::vector<at::Tensor> &ts, const std::vector<size_t> &order,
@@ -70,14 +76,27 @@ void unflatten(const at::Tensor &flat, const std::vector<at::Tensor> &ts, const 
   }
 }
 
+// What a collective's failure most likely means, for the person reading the log.
+static std::string diagnosis(const std::string &msg, std::chrono::milliseconds timeout) {
+  auto has = [&](const char *s) { return msg.find(s) != std::string::npos; };
+  if (has("timed out") || has("Timed out"))
+    return " (no answer within " + ct::secs(timeout) + ": a rank hung, died, or issued a different collective)";
+  if (has("Connection closed") || has("reset by peer") || has("Read error") || has("Write error") || has("Broken pipe"))
+    return " (the connection to a rank broke: it died or left the group)";
+  return "";
+}
+
 void wait(const c10::intrusive_ptr<c10d::Work> &w, std::chrono::milliseconds timeout, const std::string &what) {
+  std::string msg;
   try {
     w->wait(timeout);
+    return;
   } catch (const c10::Error &e) {
-    throw std::runtime_error(what + ": " + e.what_without_backtrace());
+    msg = e.what_without_backtrace();
   } catch (const std::exception &e) {
-    throw std::runtime_error(what + ": " + e.what());
+    msg = e.what();
   }
+  throw std::runtime_error(what + ": " + msg + diagnosis(msg, timeout));
 }
 
 }  // namespace ct
@@ -91,12 +110,6 @@ std::vector<at::Tensor> tensors(const ct_tensor *ts, int n) {
   return out;
 }
 
-std::string secs(std::chrono::milliseconds d) {
-  std::ostringstream s;
-  s << d.count() / 1000.0 << "s";
-  return s.str();
-}
-
 // torch.distributed (1.13) makes every rank add itself to a counter in the store after
 // creating the group and waits for all of them; a Python peer waits for us there.
 void store_barrier(c10d::Store &store, int world, std::chrono::milliseconds timeout) {
@@ -107,7 +120,7 @@ void store_barrier(c10d::Store &store, int world, std::chrono::milliseconds time
     int64_t n = store.add(key, 0);
     if (n >= world) return;
     if (std::chrono::steady_clock::now() - start > timeout)
-      throw std::runtime_error("timed out after " + secs(timeout) + " in the store barrier: " + std::to_string(n) +
+      throw std::runtime_error("timed out after " + ct::secs(timeout) + " in the store barrier: " + std::to_string(n) +
                                " of " + std::to_string(world) + " ranks arrived");
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -157,7 +170,7 @@ c10::intrusive_ptr<c10d::Store> join_store(const std::string &addr, c10d::TCPSto
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         auto *ce = dynamic_cast<const c10::Error *>(&e);
-        throw std::runtime_error("no store answered within " + secs(timeout) + " (is rank 0 running?): " +
+        throw std::runtime_error("no store answered within " + ct::secs(timeout) + " (is rank 0 running?): " +
                                  (ce ? ce->what_without_backtrace() : e.what()));
       }
       auto pause = std::min(left, std::chrono::milliseconds(500));
@@ -236,7 +249,7 @@ ct_error ct_pg_new(const ct_dist_config *cfg, ct_pg *out) {
     // returns as if they had (1.13); only the time it took tells.
     if (host && c.world_size > 1 && std::chrono::steady_clock::now() - t0 >= timeout)
       throw std::runtime_error(what + ": not every one of the " + std::to_string(c.world_size) +
-                               " ranks joined within " + secs(timeout));
+                               " ranks joined within " + ct::secs(timeout));
     if (c.agent_store)
       store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(c.restart_count), store);
     store = c10::make_intrusive<c10d::PrefixStore>("default_pg", store);
@@ -247,7 +260,7 @@ ct_error ct_pg_new(const ct_dist_config *cfg, ct_pg *out) {
 #endif
 
     const char *name = c.backend == CT_NCCL ? "NCCL" : "Gloo";
-    auto comm = step(where(c) + ": connect the " + std::string(name) + " group (every rank must reach every other within " + secs(timeout) + ")", [&] {
+    auto comm = step(where(c) + ": connect the " + std::string(name) + " group (every rank must reach every other within " + ct::secs(timeout) + ")", [&] {
       if (c.backend == CT_GLOO) return make_gloo(group_store, c, timeout);
       if (c.backend == CT_NCCL) return make_nccl(group_store, c, timeout);
       throw std::invalid_argument("unknown backend " + std::to_string(c.backend));

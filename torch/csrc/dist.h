@@ -44,6 +44,7 @@ void wait(const c10::intrusive_ptr<c10d::Work> &w, std::chrono::milliseconds tim
           const std::string &what);
 
 int64_t nbytes(const at::Tensor &t);
+std::string secs(std::chrono::milliseconds d);  // "1.5s"
 
 }  // namespace ct
 
