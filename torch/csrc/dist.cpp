@@ -127,7 +127,7 @@ void store_barrier(c10d::Store &store, int world, std::chrono::milliseconds time
 }
 
 c10::intrusive_ptr<ct::Comm> make_gloo(const c10::intrusive_ptr<c10d::Store> &store, const ct_dist_config &cfg,
-                                  std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout) {
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   std::string ifs = cfg.gloo_interfaces ? cfg.gloo_interfaces : "";
   std::stringstream ss(ifs);
@@ -142,7 +142,7 @@ c10::intrusive_ptr<ct::Comm> make_gloo(const c10::intrusive_ptr<c10d::Store> &st
 }
 
 c10::intrusive_ptr<ct::Comm> make_nccl(const c10::intrusive_ptr<c10d::Store> &store, const ct_dist_config &cfg,
-                                  std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout) {
 #ifdef CAPFILT_WITH_NCCL
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;
@@ -260,7 +260,9 @@ ct_error ct_pg_new(const ct_dist_config *cfg, ct_pg *out) {
 #endif
 
     const char *name = c.backend == CT_NCCL ? "NCCL" : "Gloo";
-    auto comm = step(where(c) + ": connect the " + std::string(name) + " group (every rank must reach every other within " + ct::secs(timeout) + ")", [&] {
+    std::string connect = where(c) + ": connect the " + name + " group (every rank must reach every other within " +
+                          ct::secs(timeout) + ")";
+    auto comm = step(connect, [&] {
       if (c.backend == CT_GLOO) return make_gloo(group_store, c, timeout);
       if (c.backend == CT_NCCL) return make_nccl(group_store, c, timeout);
       throw std::invalid_argument("unknown backend " + std::to_string(c.backend));
