@@ -43,7 +43,8 @@ std::vector<Bucket> plan_buckets(const std::vector<at::Tensor> &ts, const std::v
   int64_t used = 0;
   for (size_t i : order) {
     const auto &t = ts[i];
-    if (t.is_sparse()) throw std::invalid_argument("tensor " + std::to_string(i) + " is sparse; only dense tensors are reduced");
+    if (t.is_sparse())
+      throw std::invalid_argument("tensor " + std::to_string(i) + " is sparse; only dense tensors are reduced");
     bool fresh = out.empty() || used + nbytes(t) > cap;
     if (!fresh) {
       const auto &first = ts[out.back().front()];

@@ -149,7 +149,8 @@ ct_error ct_grad_sync_new(ct_pg pg, const ct_tensor *handles, int n, int64_t buc
       const auto &p = handles[i]->t;
       if (!p.requires_grad() || !p.is_leaf())
         throw std::invalid_argument("parameter " + std::to_string(i) + " is not a leaf tensor that requires grad");
-      if (!p.is_floating_point()) throw std::invalid_argument("parameter " + std::to_string(i) + " is not floating point");
+      if (!p.is_floating_point())
+        throw std::invalid_argument("parameter " + std::to_string(i) + " is not floating point");
       for (int j = 0; j < i; j++)
         if (handles[j]->t.is_same(p))
           throw std::invalid_argument("parameter " + std::to_string(i) + " is the same tensor as parameter " +
