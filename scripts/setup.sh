@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what this machine lacks for capfilt and builds it. Idempotent; safe to rerun.
-#   - Debian packages: libtorch-dev (libtorch 1.13, CPU) and libopenblas0-pthread
+#   - Debian packages: libtorch-dev (libtorch 1.13, CPU), libgloo-dev (the Gloo headers c10d's
+#     ProcessGroupGloo.hpp includes; libtorch-dev lacks them) and libopenblas0-pthread
 #     (without OpenBLAS libtorch's matmul is ~14x slower), plus the C++ toolchain;
 #   - checks that the BLAS libtorch will load is OpenBLAS, and fails loudly if not;
 #   - builds build/libcapfilt_torch.so (scripts/build-torch-shim.sh) and bin/capfilt.
@@ -19,7 +20,7 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
 
-pkgs=(libtorch-dev libopenblas0-pthread g++ make git ca-certificates)
+pkgs=(libtorch-dev libgloo-dev libopenblas0-pthread g++ make git ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
