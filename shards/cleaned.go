@@ -16,17 +16,23 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
-// Caption sources.
+// Caption sources: where a caption came from. Web captions are the alt text of the input
+// shards; human ones are input captions written by annotators (COCO-style datasets, by
+// ShardOptions.HumanCaptions); synthetic ones the captioner wrote.
 const (
 	SourceWeb       = "web"
+	SourceHuman     = "human"
 	SourceSynthetic = "synthetic"
 )
+
+// CaptionSources is every caption source, in the order stats list them.
+var CaptionSources = []string{SourceWeb, SourceHuman, SourceSynthetic}
 
 // Caption is one caption of an image with the filter's scores for it: ITM is the
 // image-text matching probability in [0,1], ITC the image-text cosine similarity in [-1,1].
 type Caption struct {
 	Text   string
-	Source string // SourceWeb or SourceSynthetic
+	Source string // SourceWeb, SourceHuman or SourceSynthetic
 	ITM    float32
 	ITC    float32
 }

@@ -84,7 +84,7 @@ func FuzzParquetReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkAllocation(t, len(data), func() {
-			r, err := OpenParquet(bytes.NewReader(data), "fuzz.parquet", ParquetColumns{}, fuzzLimits)
+			r, err := OpenParquet(bytes.NewReader(data), "fuzz.parquet", ShardOptions{Limits: fuzzLimits})
 			if err != nil {
 				if !strings.Contains(err.Error(), "fuzz.parquet") {
 					t.Fatalf("error does not name the shard: %v", err)

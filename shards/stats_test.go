@@ -80,7 +80,7 @@ func TestShardStatsAccountForEverySample(t *testing.T) {
 	if c := st.Captions[SourceSynthetic]; c.Accepted != 1 || c.Rejected != 1 {
 		t.Fatalf("synthetic captions %+v", c)
 	}
-	if err := st.CountCaption(Caption{Source: "human"}, true); err == nil {
+	if err := st.CountCaption(Caption{Source: "alien"}, true); err == nil {
 		t.Error("counted a caption of an unknown source")
 	}
 
