@@ -141,12 +141,12 @@ func batchRows(pf *file.Reader) int64 {
 
 // columnPlan is where each part of a sample comes from.
 type columnPlan struct {
-	image, imageField     string // imageField is "bytes" when image is a struct
-	caption, url, key     string
-	width, height         string
-	imageExtFromName      string
-	captionList           bool          // the caption column is a list of strings
-	kept                  []arrow.Field // the columns carried through typed
+	image, imageField string // imageField is "bytes" when image is a struct
+	caption, url, key string
+	width, height     string
+	imageExtFromName  string
+	captionList       bool          // the caption column is a list of strings
+	kept              []arrow.Field // the columns carried through typed
 }
 
 func (p columnPlan) leafPaths() []string {

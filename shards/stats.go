@@ -67,9 +67,9 @@ func NewShardStats(shard, runID string) *ShardStats {
 		Skipped:         map[string]int64{},
 		CaptionsDropped: map[string]int64{},
 		Captions:        map[string]*CaptionCounts{},
-		ITM:      map[string]*Histogram{},
-		ITC:      map[string]*Histogram{},
-		Timings:  map[string]float64{},
+		ITM:             map[string]*Histogram{},
+		ITC:             map[string]*Histogram{},
+		Timings:         map[string]float64{},
 	}
 	for _, src := range CaptionSources {
 		st.Captions[src] = &CaptionCounts{}
