@@ -121,7 +121,11 @@ func planKept(sc *arrow.Schema, keep []string, used []string) ([]arrow.Field, er
 			return nil, fmt.Errorf("keep columns: %q is the image column, which the output holds as image", name)
 		default:
 			seen[strings.ToLower(name)] = true
-			out = append(out, sc.Field(idx[0]))
+		}
+	}
+	for _, f := range sc.Fields() { // in input order
+		if seen[strings.ToLower(f.Name)] {
+			out = append(out, f)
 		}
 	}
 	return out, nil

@@ -95,17 +95,20 @@ func OpenParquet(r SizedReaderAt, name string, opts ShardOptions) (_ SampleReade
 		return fail(err)
 	}
 	var leaves []int
-	for _, path := range plan.leafPaths() {
-		idx := pf.MetaData().Schema.ColumnIndexByName(path)
-		if idx < 0 {
-			return fail(fmt.Errorf("column %q: not a readable leaf column", path))
-		}
-		leaves = append(leaves, idx)
+	imageLeaf := plan.image
+	if plan.imageField != "" {
+		imageLeaf += "." + plan.imageField
 	}
-	for _, f := range plan.kept {
-		// A kept column of a nested type is read with every leaf under it.
+	if idx := pf.MetaData().Schema.ColumnIndexByName(imageLeaf); idx >= 0 {
+		leaves = append(leaves, idx)
+	} else {
+		return fail(fmt.Errorf("column %q: not a readable leaf column", imageLeaf))
+	}
+	for _, name := range plan.columns() {
+		// A column of a nested type (a caption list, a kept struct) is read with every
+		// leaf under it.
 		for i := range pf.MetaData().Schema.NumColumns() {
-			if pf.MetaData().Schema.Column(i).ColumnPath()[0] == f.Name && !slices.Contains(leaves, i) {
+			if pf.MetaData().Schema.Column(i).ColumnPath()[0] == name && !slices.Contains(leaves, i) {
 				leaves = append(leaves, i)
 			}
 		}
@@ -149,17 +152,18 @@ type columnPlan struct {
 	kept              []arrow.Field // the columns carried through typed
 }
 
-func (p columnPlan) leafPaths() []string {
-	paths := []string{p.image, p.caption}
-	if p.imageField != "" {
-		paths[0] += "." + p.imageField
-	}
+// columns are the top-level columns read besides the image.
+func (p columnPlan) columns() []string {
+	names := []string{p.caption}
 	for _, c := range []string{p.url, p.key, p.width, p.height} {
 		if c != "" {
-			paths = append(paths, c)
+			names = append(names, c)
 		}
 	}
-	return paths
+	for _, f := range p.kept {
+		names = append(names, f.Name)
+	}
+	return names
 }
 
 func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
