@@ -292,7 +292,8 @@ func (r *tarReader) readMember(s *tarSample, hdr *tar.Header, ext string) error 
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(data, &s.meta); err != nil || s.meta == nil {
+		// The JSON is kept byte for byte as a text column, so it must be UTF-8 as well.
+		if err := json.Unmarshal(data, &s.meta); err != nil || s.meta == nil || !utf8.Valid(data) {
 			s.meta, s.metaSkip = nil, SkipBadMetadata
 		} else {
 			s.metaJSON = data

@@ -149,6 +149,7 @@ func TestTarReportsUnusableKeysWithTheirReason(t *testing.T) {
 		{"absolute name", []tarMember{{name: "/tmp/k.jpg", data: jpg}, {name: "/tmp/k.txt", data: "c"}}, Limits{}, SkipUnsafePath},
 		{"symlinked image", []tarMember{{name: "k.jpg", typeflag: tar.TypeSymlink}, {name: "k.txt", data: "c"}}, Limits{}, SkipUnsupportedMember},
 		{"broken json", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "{not json"}}, Limits{}, SkipBadMetadata},
+		{"json not UTF-8", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "{\"a\":\"caf\xe9\"}"}}, Limits{}, SkipBadMetadata},
 		{"json not an object", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "[1,2]"}}, Limits{}, SkipBadMetadata},
 	}
 	for _, c := range cases {
