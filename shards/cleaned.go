@@ -106,6 +106,8 @@ type CleanedOptions struct {
 	// are stored uncompressed: JPEG, PNG and WebP are entropy-coded already, and zstd
 	// saves nothing on them for the CPU it costs.
 	ZstdLevel int
+
+	zstdImages bool // benchmarks only: compress the image bytes too, as schema 1 did
 }
 
 // DefaultRowGroupBytes makes row groups that a reader streams in a few dozen large reads
@@ -194,7 +196,7 @@ func NewCleanedWriter(w io.Writer, meta CleanedMeta, opts CleanedOptions) (*Clea
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(compress.Codecs.Zstd),
 		parquet.WithCompressionLevel(opts.ZstdLevel),
-		parquet.WithCompressionFor("image.bytes", compress.Codecs.Uncompressed),
+		parquet.WithCompressionFor("image.bytes", imageCodec(opts)),
 		parquet.WithCreatedBy(meta.createdBy()),
 		// Image bytes are unique: a dictionary only wastes time, and min/max statistics
 		// would copy whole images into every page header.
@@ -209,6 +211,13 @@ func NewCleanedWriter(w io.Writer, meta CleanedMeta, opts CleanedOptions) (*Clea
 	)
 	return &CleanedWriter{opts: opts, w: w, kv: md, props: props, schema: schema,
 		b: array.NewRecordBuilder(memory.DefaultAllocator, schema)}, nil
+}
+
+func imageCodec(opts CleanedOptions) compress.Compression {
+	if opts.zstdImages {
+		return compress.Codecs.Zstd
+	}
+	return compress.Codecs.Uncompressed
 }
 
 // begin starts the file with the cleaned columns and the kept ones.
@@ -287,7 +296,7 @@ func (w *CleanedWriter) Write(row CleanedRow) error {
 	if w.lastErr != nil {
 		return w.lastErr
 	}
-	if err := w.check(row); err != nil {
+	if err := checkCleanedRow(row, w.opts); err != nil {
 		return err
 	}
 	if w.fw == nil {
@@ -309,7 +318,9 @@ func (w *CleanedWriter) Write(row CleanedRow) error {
 	return nil
 }
 
-func (w *CleanedWriter) check(row CleanedRow) error {
+// checkCleanedRow refuses a row that breaks the output's rules, naming its key: what
+// both output formats write must hold.
+func checkCleanedRow(row CleanedRow, opts CleanedOptions) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("cleaned row %q: %s", row.Key, fmt.Sprintf(format, args...))
 	}
@@ -326,7 +337,7 @@ func (w *CleanedWriter) check(row CleanedRow) error {
 	if len(row.Captions) == 0 {
 		return bad("no accepted caption; images whose captions were all rejected are not written")
 	}
-	if !w.opts.OmitImages && len(row.Image) == 0 {
+	if !opts.OmitImages && len(row.Image) == 0 {
 		return bad("no image bytes")
 	}
 	if row.Width < 0 || row.Height < 0 || row.Width > 1<<31-1 || row.Height > 1<<31-1 {
@@ -335,7 +346,7 @@ func (w *CleanedWriter) check(row CleanedRow) error {
 	if row.Meta != nil && (!utf8.Valid(row.Meta) || !json.Valid(row.Meta)) {
 		return bad("meta is not UTF-8 JSON")
 	}
-	for _, c := range append(row.Captions, row.Rejected...) {
+	for _, c := range slices.Concat(row.Captions, row.Rejected) {
 		if !slices.Contains(CaptionSources, c.Source) {
 			return bad("caption source %q, want one of %v", c.Source, CaptionSources)
 		}
