@@ -131,7 +131,10 @@ func (r *tarReader) start() {
 	r.tr = tar.NewReader(r.in)
 }
 
-var gzipMagic = []byte{0x1f, 0x8b}
+var (
+	gzipMagic      = []byte{0x1f, 0x8b}
+	errNoEndMarker = errors.New("no end-of-archive marker")
+)
 
 // step reads one member and queues the sample it completes, if any.
 func (r *tarReader) step() {
@@ -145,7 +148,7 @@ func (r *tarReader) step() {
 		case errors.Is(err, io.EOF):
 			// archive/tar takes a stream that stops exactly between two members for a
 			// complete archive; only the zero blocks that end a tar say it is whole.
-			r.fail(errors.New("no end-of-archive marker"))
+			r.fail(errNoEndMarker)
 		default:
 			r.fail(err)
 		}
@@ -225,7 +228,7 @@ func damageReason(err error) string {
 	switch {
 	case errors.As(err, &flateErr), errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
 		return DamageBadGzip
-	case errors.Is(err, io.ErrUnexpectedEOF), err.Error() == "no end-of-archive marker":
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errNoEndMarker):
 		return DamageTruncated
 	}
 	return DamageBadHeader
