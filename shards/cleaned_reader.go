@@ -30,16 +30,20 @@ type CleanedReader struct {
 	rows     int64
 	hasImage bool
 	hasRej   bool
+	hasMeta  bool
+	kept     []arrow.Field // columns beyond the cleaned ones: kept input columns
 
 	cur  recordCursor
 	cols cleanedColumns
 }
 
 type cleanedColumns struct {
-	key, shard, url, captioner, filter *array.String
-	image                              *array.Binary
-	width, height                      *array.Int32
-	captions, rejected                 *array.List
+	key, shard, url, captioner, filter, meta *array.String
+	image                                    *array.Binary
+	imageValid                               arrow.Array // the image struct, whose nulls are missing images
+	width, height                            *array.Int32
+	captions, rejected                       *array.List
+	kept                                     []arrow.Array
 }
 
 // OpenCleaned opens a cleaned Parquet for streaming. name is used in errors only; closing
@@ -68,15 +72,16 @@ func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *Clea
 	if err := checkCleanedSchema(schema); err != nil {
 		return fail(err)
 	}
-	cr := &CleanedReader{rows: pf.NumRows(), hasRej: schema.HasField("rejected"), cur: recordCursor{label: "cleaned parquet " + name, pf: pf}}
+	cr := &CleanedReader{rows: pf.NumRows(), hasRej: schema.HasField("rejected"), hasMeta: schema.HasField("meta"),
+		cur: recordCursor{label: "cleaned parquet " + name, pf: pf}}
 	cr.hasImage = schema.HasField("image") && !opts.SkipImages
+	cr.kept = keptFieldsOf(schema)
 	if cr.meta, err = cleanedMetaFrom(schema.Metadata()); err != nil {
 		return fail(err)
 	}
 	var leaves []int
 	for i := range pf.MetaData().Schema.NumColumns() {
-		path := pf.MetaData().Schema.Column(i).ColumnPath().String()
-		if path == "image" && !cr.hasImage {
+		if pf.MetaData().Schema.Column(i).ColumnPath()[0] == "image" && !cr.hasImage {
 			continue
 		}
 		leaves = append(leaves, i)
@@ -88,18 +93,54 @@ func OpenCleaned(r SizedReaderAt, name string, opts CleanedReadOptions) (_ *Clea
 }
 
 // checkCleanedSchema refuses a file that is not a cleaned capfilt Parquet, saying why.
+// Schema 1 files (image plain binary, no meta column, fewer nullable fields) pass too.
 func checkCleanedSchema(sc *arrow.Schema) error {
 	want := CleanedSchema(CleanedOptions{WithRejected: sc.HasField("rejected"), OmitImages: !sc.HasField("image")})
 	for _, f := range want.Fields() {
 		idx := sc.FieldIndices(f.Name)
+		if len(idx) == 0 && f.Name == "meta" {
+			continue // schema 1
+		}
 		if len(idx) != 1 {
 			return fmt.Errorf("not a cleaned capfilt Parquet: no %q column", f.Name)
 		}
-		if got := sc.Field(idx[0]).Type; !arrow.TypeEqual(got, f.Type) {
+		got := sc.Field(idx[0]).Type
+		if f.Name == "image" && got.ID() == arrow.BINARY {
+			continue // schema 1
+		}
+		if !arrow.TypeEqual(nullableType(got), f.Type) {
 			return fmt.Errorf("not a cleaned capfilt Parquet: column %q is %s, want %s", f.Name, got, f.Type)
 		}
 	}
 	return nil
+}
+
+// nullableType is t with every nested field nullable, to compare the shapes of types
+// whose nullability differs between schema versions.
+func nullableType(t arrow.DataType) arrow.DataType {
+	switch t := t.(type) {
+	case *arrow.StructType:
+		fields := t.Fields()
+		for i := range fields {
+			fields[i].Nullable, fields[i].Type = true, nullableType(fields[i].Type)
+		}
+		return arrow.StructOf(fields...)
+	case *arrow.ListType:
+		return arrow.ListOf(nullableType(t.Elem()))
+	}
+	return t
+}
+
+// keptFieldsOf are the columns of a cleaned file beyond the cleaned ones.
+func keptFieldsOf(sc *arrow.Schema) []arrow.Field {
+	known := CleanedSchema(CleanedOptions{WithRejected: true})
+	var kept []arrow.Field
+	for _, f := range sc.Fields() {
+		if !known.HasField(f.Name) {
+			kept = append(kept, f)
+		}
+	}
+	return kept
 }
 
 func cleanedMetaFrom(md arrow.Metadata) (CleanedMeta, error) {
@@ -109,7 +150,7 @@ func cleanedMetaFrom(md arrow.Metadata) (CleanedMeta, error) {
 		}
 		return ""
 	}
-	m := CleanedMeta{Version: get(metaVersion), RunID: get(metaRunID), Captioner: get(metaCaptioner), Filter: get(metaFilter)}
+	m := CleanedMeta{Version: get(metaVersion), Build: get(metaBuild), RunID: get(metaRunID), Captioner: get(metaCaptioner), Filter: get(metaFilter)}
 	if th := get(metaThresholds); th != "" {
 		if err := json.Unmarshal([]byte(th), &m.Thresholds); err != nil {
 			return m, fmt.Errorf("metadata %s: %w", metaThresholds, err)
@@ -117,7 +158,7 @@ func cleanedMetaFrom(md arrow.Metadata) (CleanedMeta, error) {
 	}
 	for i, k := range md.Keys() {
 		switch k {
-		case metaSchemaVersion, metaVersion, metaRunID, metaCaptioner, metaFilter, metaThresholds:
+		case metaSchemaVersion, metaVersion, metaBuild, metaRunID, metaCaptioner, metaFilter, metaThresholds:
 			continue
 		}
 		if extra, ok := strings.CutPrefix(k, metaPrefix); ok {
@@ -160,11 +201,17 @@ func (r *CleanedReader) rowAt(i int) CleanedRow {
 	if c.url.IsValid(i) {
 		row.URL = strings.Clone(c.url.Value(i))
 	}
-	if c.image != nil {
+	if c.image != nil && c.image.IsValid(i) && (c.imageValid == nil || c.imageValid.IsValid(i)) {
 		row.Image = bytes.Clone(c.image.Value(i))
 	}
 	if c.rejected != nil {
 		row.Rejected = captionsAt(c.rejected, i)
+	}
+	if c.meta != nil && c.meta.IsValid(i) {
+		row.Meta = []byte(c.meta.Value(i))
+	}
+	if len(r.kept) > 0 {
+		row.Kept = keptAt(r.kept, c.kept, i)
 	}
 	return row
 }
@@ -177,7 +224,7 @@ func (r *CleanedReader) bind(rec arrow.RecordBatch) (err error) {
 		}
 		return nil
 	}
-	var ok [10]bool
+	var ok [11]bool
 	r.cols = cleanedColumns{}
 	r.cols.key, ok[0] = col("key").(*array.String)
 	r.cols.shard, ok[1] = col("source_shard").(*array.String)
@@ -187,12 +234,30 @@ func (r *CleanedReader) bind(rec arrow.RecordBatch) (err error) {
 	r.cols.captions, ok[5] = col("captions").(*array.List)
 	r.cols.captioner, ok[6] = col("captioner").(*array.String)
 	r.cols.filter, ok[7] = col("filter").(*array.String)
-	ok[8], ok[9] = true, true
+	ok[8], ok[9], ok[10] = true, true, true
 	if r.hasImage {
-		r.cols.image, ok[8] = col("image").(*array.Binary)
+		switch img := col("image").(type) {
+		case *array.Binary: // schema 1
+			r.cols.image = img
+		case *array.Struct:
+			r.cols.image, ok[8] = img.Field(0).(*array.Binary)
+			r.cols.imageValid = img
+		default:
+			ok[8] = false
+		}
 	}
 	if r.hasRej {
 		r.cols.rejected, ok[9] = col("rejected").(*array.List)
+	}
+	if r.hasMeta {
+		r.cols.meta, ok[10] = col("meta").(*array.String)
+	}
+	for _, f := range r.kept {
+		c := col(f.Name)
+		if c == nil {
+			return fmt.Errorf("record batch lacks kept column %q", f.Name)
+		}
+		r.cols.kept = append(r.cols.kept, c)
 	}
 	for _, good := range ok {
 		if !good {

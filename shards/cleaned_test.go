@@ -14,7 +14,7 @@ import (
 )
 
 var testMeta = CleanedMeta{
-	Version: "v0.1.0-test", RunID: "run-42", Captioner: "blip-cap-tiny", Filter: "blip-itm-tiny",
+	Version: "v0.1.0-test", Build: "abc123", RunID: "run-42", Captioner: "blip-cap-tiny", Filter: "blip-itm-tiny",
 	Thresholds: map[string]float64{"itm": 0.5},
 	Extra:      map[string]string{"seed": "7"},
 }
@@ -34,11 +34,14 @@ func testRows(t testing.TB, n, imageBytes int) []CleanedRow {
 			},
 			Rejected:  []Caption{{Text: "buy now!!", Source: SourceWeb, ITM: 0.01, ITC: -0.5}},
 			Captioner: "blip-cap-tiny", Filter: "blip-itm-tiny",
+			Meta: []byte(fmt.Sprintf(`{"status": "success",  "sha256":"%064d"}`, i)),
 		}
 	}
 	if n > 1 {
 		rows[1].URL = "" // stored as null
 		rows[1].Rejected = nil
+		rows[1].Meta = nil
+		rows[1].Captions[0].Source = SourceHuman
 	}
 	return rows
 }
@@ -140,10 +143,15 @@ func TestCleanedParquetFileFollowsTheDesign(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if col.Compression().String() != "ZSTD" {
-				t.Errorf("column %s compressed with %s", col.PathInSchema(), col.Compression())
+			// Image bytes are entropy-coded already: zstd would cost CPU and save nothing.
+			want := "ZSTD"
+			if col.PathInSchema().String() == "image.bytes" {
+				want = "UNCOMPRESSED"
 			}
-			if col.PathInSchema().String() == "image" {
+			if col.Compression().String() != want {
+				t.Errorf("column %s compressed with %s, want %s", col.PathInSchema(), col.Compression(), want)
+			}
+			if col.PathInSchema().String() == "image.bytes" {
 				if set, _ := col.StatsSet(); set {
 					t.Error("the image column carries min/max statistics (whole images in the footer)")
 				}
@@ -153,18 +161,23 @@ func TestCleanedParquetFileFollowsTheDesign(t *testing.T) {
 	kv := md.KeyValueMetadata()
 	for k, want := range map[string]string{
 		"capfilt.version": "v0.1.0-test", "capfilt.run_id": "run-42", "capfilt.captioner": "blip-cap-tiny",
-		"capfilt.filter": "blip-itm-tiny", "capfilt.thresholds": `{"itm":0.5}`, "capfilt.seed": "7", "capfilt.schema_version": "1",
+		"capfilt.filter": "blip-itm-tiny", "capfilt.thresholds": `{"itm":0.5}`, "capfilt.seed": "7", "capfilt.schema_version": "2",
+		"capfilt.build": "abc123",
 	} {
 		if got := kv.FindValue(k); got == nil || *got != want {
 			t.Errorf("key/value metadata %s = %v, want %q", k, got, want)
 		}
 	}
+	// parquet-mr's VersionParser form, or Spark drops the string statistics.
+	if got, want := md.GetCreatedBy(), "capfilt version v0.1.0-test (build abc123)"; got != want {
+		t.Errorf("created_by %q, want %q", got, want)
+	}
 	var cols []string
 	for i := range md.Schema.NumColumns() {
 		cols = append(cols, md.Schema.Column(i).ColumnPath().String())
 	}
-	want := "key source_shard url image width height captions.list.element.text captions.list.element.source " +
-		"captions.list.element.itm captions.list.element.itc captioner filter rejected.list.element.text " +
+	want := "key source_shard url image.bytes image.path width height captions.list.element.text captions.list.element.source " +
+		"captions.list.element.itm captions.list.element.itc captioner filter meta rejected.list.element.text " +
 		"rejected.list.element.source rejected.list.element.itm rejected.list.element.itc"
 	if strings.Join(cols, " ") != want {
 		t.Errorf("parquet columns\n %s\nwant\n %s", strings.Join(cols, " "), want)
@@ -183,7 +196,8 @@ func TestCleanedWriterRefusesRowsThatBreakTheSchema(t *testing.T) {
 	}{
 		{"no key", func(r *CleanedRow) { r.Key = "" }, "empty key"},
 		{"no accepted caption", func(r *CleanedRow) { r.Captions = nil }, "no accepted caption"},
-		{"unknown source", func(r *CleanedRow) { r.Captions[0].Source = "human" }, `caption source "human"`},
+		{"unknown source", func(r *CleanedRow) { r.Captions[0].Source = "alien" }, `caption source "alien"`},
+		{"meta not JSON", func(r *CleanedRow) { r.Meta = []byte("{oops") }, "meta is not UTF-8 JSON"},
 		{"no image", func(r *CleanedRow) { r.Image = nil }, "no image bytes"},
 		{"latin-1 caption", func(r *CleanedRow) { r.Captions[0].Text = "caf\xe9" }, "not UTF-8"},
 		{"negative size", func(r *CleanedRow) { r.Width = -1 }, "out of range"},

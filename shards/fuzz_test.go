@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // fuzzLimits keep one fuzz input cheap: small members, the page limit they imply.
@@ -47,6 +50,8 @@ func checkSampleStream(t *testing.T, r SampleReader, inputLen int) {
 			t.Fatalf("usable sample %q has caption %q", s.Key, s.Caption)
 		case !safeName(s.Key):
 			t.Fatalf("usable sample has unsafe key %q", s.Key)
+		case len(s.Captions) == 0 || s.Captions[0] != s.Caption || len(s.Captions) > DefaultMaxCaptions:
+			t.Fatalf("usable sample %q has captions %q", s.Key, s.Captions)
 		}
 	}
 }
@@ -84,7 +89,7 @@ func FuzzParquetReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkAllocation(t, len(data), func() {
-			r, err := OpenParquet(bytes.NewReader(data), "fuzz.parquet", ParquetColumns{}, fuzzLimits)
+			r, err := OpenParquet(bytes.NewReader(data), "fuzz.parquet", ShardOptions{Limits: fuzzLimits})
 			if err != nil {
 				if !strings.Contains(err.Error(), "fuzz.parquet") {
 					t.Fatalf("error does not name the shard: %v", err)
@@ -111,7 +116,9 @@ func tarSeeds(t testing.TB) [][]byte {
 		tarMember{name: "j.jpg", data: "j"}, tarMember{name: "j.txt", data: "j"}, tarMember{name: "j.json", data: "[]"},
 		tarMember{name: strings.Repeat("long/", 30) + "k.jpg", data: "k"}, // a PAX path record
 	)
-	return [][]byte{good, good[:len(good)-1500], odd, {}}
+	dup := makeTar(t, tarMember{name: "a.jpg", data: jpg}, tarMember{name: "a.txt", data: "a"},
+		tarMember{name: "b.jpg", data: jpg}, tarMember{name: "b.txt", data: "b"}, tarMember{name: "a.txt", data: "again"})
+	return [][]byte{good, good[:len(good)-1500], odd, {}, gzipBytes(t, good), gzipBytes(t, good)[:300], dup}
 }
 
 func parquetSeeds(t testing.TB) [][]byte {
@@ -119,7 +126,32 @@ func parquetSeeds(t testing.TB) [][]byte {
 	img2ds := img2datasetParquet(t, 2, []img2datasetRow{
 		{"a", jpg, ptr("first"), "u", 4, 4}, {"b", nil, ptr("no image"), "u", 0, 0}, {"c", jpg, nil, "", 4, 4},
 	})
-	return [][]byte{img2ds, img2ds[:len(img2ds)/2], []byte("PAR1\x00\x00\x00\x00PAR1")}
+	coco := cocoParquet(t, jpg)
+	return [][]byte{img2ds, img2ds[:len(img2ds)/2], []byte("PAR1\x00\x00\x00\x00PAR1"), coco}
+}
+
+// cocoParquet has a list<string> caption column, an image_id key and a null list.
+func cocoParquet(t testing.TB, jpg []byte) []byte {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "image", Type: arrow.BinaryTypes.Binary},
+		{Name: "caption", Type: arrow.ListOf(arrow.BinaryTypes.String), Nullable: true},
+		{Name: "image_id", Type: arrow.PrimitiveTypes.Int64},
+	}, nil)
+	return writeTestParquet(t, schema, 2, func(b *array.RecordBuilder) {
+		for i, caps := range [][]string{{"a dog", " ", "a brown dog"}, nil, {"x"}} {
+			b.Field(0).(*array.BinaryBuilder).Append(jpg)
+			lb := b.Field(1).(*array.ListBuilder)
+			if caps == nil {
+				lb.AppendNull()
+			} else {
+				lb.Append(true)
+				for _, c := range caps {
+					lb.ValueBuilder().(*array.StringBuilder).Append(c)
+				}
+			}
+			b.Field(2).(*array.Int64Builder).Append(int64(i))
+		}
+	})
 }
 
 // The committed corpus under testdata/fuzz is what these seeds were when it was written;

@@ -2,6 +2,7 @@ package shards
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,17 +23,32 @@ import (
 // ParquetColumns names the columns of an input Parquet shard. Empty names are detected
 // from the schema: img2dataset's layout (a "jpg", "png", "webp" or "image" bytes column,
 // "caption", "url", "key") and HF datasets' (an "image" struct {bytes, path}, "text" or
-// "caption") need no flags. They are what --image-column / --caption-column set.
+// "caption", an "id") need no flags. They are what --image-column / --caption-column set.
+//
+// Keys. The key column is Key, else the first of "key", "id", "uid", "image_id" present
+// (a string or integer column). Without one, a row's key is the shard's stem and the
+// row's number in the file, "train-00001/000000042", so that keyless files of one run
+// never give two images one key.
+//
+// Captions. The caption column is a string column (or binary holding UTF-8), or a list
+// of them (COCO-style "sentences"): every entry of the list is a caption of the image.
 type ParquetColumns struct {
-	Image   string // a binary column, or a struct with a binary "bytes" field
-	Caption string // a string column (or binary holding UTF-8)
-	URL     string // optional
-	Key     string // optional; without one, the row number is the key
+	Image   string `json:"image,omitempty"`   // a binary column, or a struct with a binary "bytes" field
+	Caption string `json:"caption,omitempty"` // a string column, or a list<string> column
+	URL     string `json:"url,omitempty"`     // optional
+	Key     string `json:"key,omitempty"`     // optional; see Keys above
+	// Keep names input columns to carry into the cleaned output with their types
+	// (Sample.Kept, CleanedRow.Kept): LAION's similarity, punsafe, pwatermark, ... ["*"]
+	// keeps every column the output does not already hold (all but the image, caption,
+	// URL and key columns and names equal, ignoring case, to a cleaned column). A name
+	// that is missing or clashes with a cleaned column is an error.
+	Keep []string `json:"keep,omitempty"`
 }
 
 var (
 	imageColumnNames   = []string{"jpg", "jpeg", "png", "webp", "image", "img"}
 	captionColumnNames = []string{"caption", "text", "txt"}
+	keyColumnNames     = []string{"key", "id", "uid", "image_id"}
 )
 
 const (
@@ -45,11 +61,12 @@ const (
 )
 
 // OpenParquet streams the samples of an input Parquet shard record batch by record batch,
-// reading only the columns it needs; a row group is never read whole. name is used in
-// errors only. Closing the reader does not close r.
-func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) (_ SampleReader, err error) {
+// reading only the columns it needs; a row group is never read whole. name is the
+// shard's URL: errors name it, and keyless rows are keyed by its stem. Closing the reader
+// does not close r.
+func OpenParquet(r SizedReaderAt, name string, opts ShardOptions) (_ SampleReader, err error) {
 	defer recoverMalformed("parquet shard "+name, &err)
-	lim = lim.withDefaults()
+	lim, cols := opts.Limits.withDefaults(), opts.Columns
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true
 	props.BufferSize = parquetBufferSize
@@ -78,18 +95,38 @@ func OpenParquet(r SizedReaderAt, name string, cols ParquetColumns, lim Limits) 
 		return fail(err)
 	}
 	var leaves []int
-	for _, path := range plan.leafPaths() {
-		idx := pf.MetaData().Schema.ColumnIndexByName(path)
-		if idx < 0 {
-			return fail(fmt.Errorf("column %q: not a readable leaf column", path))
-		}
+	imageLeaf := plan.image
+	if plan.imageField != "" {
+		imageLeaf += "." + plan.imageField
+	}
+	if idx := pf.MetaData().Schema.ColumnIndexByName(imageLeaf); idx >= 0 {
 		leaves = append(leaves, idx)
+	} else {
+		return fail(fmt.Errorf("column %q: not a readable leaf column", imageLeaf))
+	}
+	for _, name := range plan.columns() {
+		// A column of a nested type (a caption list, a kept struct) is read with every
+		// leaf under it.
+		for i := range pf.MetaData().Schema.NumColumns() {
+			if pf.MetaData().Schema.Column(i).ColumnPath()[0] == name && !slices.Contains(leaves, i) {
+				leaves = append(leaves, i)
+			}
+		}
 	}
 	rr, err := fr.GetRecordReader(context.Background(), leaves, nil)
 	if err != nil {
 		return fail(err)
 	}
-	return &parquetReader{name: name, lim: lim, plan: plan, cur: recordCursor{label: "parquet shard " + name, pf: pf, rr: rr}}, nil
+	return &parquetReader{name: name, stem: shardStem(name), lim: lim, plan: plan, seen: map[string]bool{},
+		cur: recordCursor{label: "parquet shard " + name, pf: pf, rr: rr}}, nil
+}
+
+// shardStem is the stem of a shard named by its URL, or the name itself.
+func shardStem(name string) string {
+	if u, err := ParseURL(name); err == nil && u.Stem() != "" {
+		return u.Stem()
+	}
+	return name
 }
 
 // batchRows picks the record batch length so that one batch holds about
@@ -107,24 +144,26 @@ func batchRows(pf *file.Reader) int64 {
 
 // columnPlan is where each part of a sample comes from.
 type columnPlan struct {
-	image, imageField     string // imageField is "bytes" when image is a struct
-	caption, url, key     string
-	width, height         string
-	imageExtFromName      string
-	captionIsBinaryColumn bool
+	image, imageField string // imageField is "bytes" when image is a struct
+	caption, url, key string
+	width, height     string
+	imageExtFromName  string
+	captionList       bool          // the caption column is a list of strings
+	kept              []arrow.Field // the columns carried through typed
 }
 
-func (p columnPlan) leafPaths() []string {
-	paths := []string{p.image, p.caption}
-	if p.imageField != "" {
-		paths[0] += "." + p.imageField
-	}
+// columns are the top-level columns read besides the image.
+func (p columnPlan) columns() []string {
+	names := []string{p.caption}
 	for _, c := range []string{p.url, p.key, p.width, p.height} {
 		if c != "" {
-			paths = append(paths, c)
+			names = append(names, c)
 		}
 	}
-	return paths
+	for _, f := range p.kept {
+		names = append(names, f.Name)
+	}
+	return names
 }
 
 func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
@@ -136,10 +175,7 @@ func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
 		}
 		return sc.Field(idx[0]), true
 	}
-	var names []string
-	for _, f := range sc.Fields() {
-		names = append(names, f.Name)
-	}
+	names := fieldNames(sc)
 	pick := func(role, explicit string, candidates []string, required bool) (string, error) {
 		if explicit != "" {
 			if _, ok := field(explicit); !ok {
@@ -179,13 +215,17 @@ func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
 	if plan.caption, err = pick("caption", cols.Caption, captionColumnNames, true); err != nil {
 		return plan, err
 	}
-	if f, _ := field(plan.caption); !isStringType(f.Type) && !isBinaryType(f.Type) {
-		return plan, fmt.Errorf("caption column %q has type %s, want string", plan.caption, f.Type)
+	switch f, _ := field(plan.caption); {
+	case isStringType(f.Type) || isBinaryType(f.Type):
+	case isListType(f.Type) && (isStringType(listElem(f.Type)) || isBinaryType(listElem(f.Type))):
+		plan.captionList = true
+	default:
+		return plan, fmt.Errorf("caption column %q has type %s, want string or list<string>", plan.caption, f.Type)
 	}
 	if plan.url, err = pick("url", cols.URL, []string{"url"}, false); err != nil {
 		return plan, err
 	}
-	if plan.key, err = pick("key", cols.Key, []string{"key"}, false); err != nil {
+	if plan.key, err = pick("key", cols.Key, keyColumnNames, false); err != nil {
 		return plan, err
 	}
 	for _, c := range []*string{&plan.url, &plan.key} {
@@ -199,7 +239,21 @@ func planColumns(sc *arrow.Schema, cols ParquetColumns) (columnPlan, error) {
 	if f, ok := field("height"); ok && isIntegerType(f.Type) {
 		plan.height = "height"
 	}
+	if plan.kept, err = planKept(sc, cols.Keep, []string{plan.image, plan.caption, plan.url, plan.key}); err != nil {
+		return plan, err
+	}
 	return plan, nil
+}
+
+func isListType(t arrow.DataType) bool {
+	return t.ID() == arrow.LIST || t.ID() == arrow.LARGE_LIST
+}
+
+func listElem(t arrow.DataType) arrow.DataType {
+	if l, ok := t.(arrow.ListLikeType); ok {
+		return l.Elem()
+	}
+	return arrow.Null
 }
 
 func isBinaryType(t arrow.DataType) bool {
@@ -217,14 +271,17 @@ func isIntegerType(t arrow.DataType) bool { return arrow.IsInteger(t.ID()) }
 
 type parquetReader struct {
 	name string
+	stem string // keys keyless rows
 	lim  Limits
 	plan columnPlan
 	cur  recordCursor
 	cols parquetRecordColumns
+	seen map[string]bool // the keys read so far
 }
 
 type parquetRecordColumns struct {
 	image, caption, url, key, width, height arrow.Array
+	kept                                    []arrow.Array
 }
 
 func (r *parquetReader) Next() (Sample, error) {
@@ -262,6 +319,13 @@ func (r *parquetReader) bindColumns(rec arrow.RecordBatch) error {
 	if r.cols.image == nil || r.cols.caption == nil {
 		return errors.New("image or caption column missing from the rows read")
 	}
+	for _, f := range r.plan.kept {
+		c := col(f.Name)
+		if c == nil || !arrow.TypeEqual(c.DataType(), f.Type) {
+			return fmt.Errorf("kept column %q missing from the rows read", f.Name)
+		}
+		r.cols.kept = append(r.cols.kept, c)
+	}
 	return nil
 }
 
@@ -274,10 +338,13 @@ type maskedArray struct {
 func (m maskedArray) IsNull(i int) bool { return m.mask.IsNull(i) || m.Array.IsNull(i) }
 
 func (r *parquetReader) sample(i int, rowNumber int64) Sample {
-	s := Sample{Key: fmt.Sprintf("%09d", rowNumber)}
+	s := Sample{Key: fmt.Sprintf("%s/%09d", r.stem, rowNumber), CaptionSource: SourceWeb}
 	if k, ok := cellString(r.cols.key, i); ok && k != "" {
 		s.Key = k
 	}
+	s.Kept = keptAt(r.plan.kept, r.cols.kept, i)
+	duplicate := r.seen[s.Key]
+	r.seen[s.Key] = true
 	s.URL, _ = cellString(r.cols.url, i)
 	if w, ok := cellInt(r.cols.width, i); ok && w >= 0 && w < 1<<31 {
 		s.Width = int(w)
@@ -286,8 +353,10 @@ func (r *parquetReader) sample(i int, rowNumber int64) Sample {
 		s.Height = int(h)
 	}
 	img, hasImage := cellBytes(r.cols.image, i)
-	raw, hasCaption := cellBytes(r.cols.caption, i)
+	cells, hasCaption := r.captionCells(i)
 	switch {
+	case duplicate:
+		s.SkipReason = SkipDuplicateKey
 	case !safeName(s.Key):
 		s.SkipReason = SkipUnsafePath
 	case !hasImage || len(img) == 0:
@@ -305,8 +374,62 @@ func (r *parquetReader) sample(i int, rowNumber int64) Sample {
 	if s.ImageExt = sniffImageExt(img); s.ImageExt == "" {
 		s.ImageExt = r.plan.imageExtFromName
 	}
-	s.Caption, s.CaptionTruncated, s.SkipReason = cleanCaption(raw[:min(len(raw), r.lim.MaxCaptionBytes+utf8.UTFMax)], r.lim.MaxCaptionBytes)
+	firstSkip := ""
+	for _, cell := range cells {
+		var caption, skip string
+		var truncated bool
+		switch {
+		case !cell.ok:
+			skip = SkipMissingCaption
+		case len(s.Captions) >= r.lim.MaxCaptions:
+			skip = SkipTooManyCaptions
+		default:
+			caption, truncated, skip = cleanCaption(cell.raw[:min(len(cell.raw), r.lim.MaxCaptionBytes+utf8.UTFMax)], r.lim.MaxCaptionBytes)
+		}
+		if skip != "" {
+			firstSkip = cmp.Or(firstSkip, skip)
+			s.DroppedCaptions = append(s.DroppedCaptions, skip)
+			continue
+		}
+		s.Captions = append(s.Captions, caption)
+		s.CaptionTruncated = s.CaptionTruncated || truncated
+	}
+	if len(s.Captions) == 0 {
+		// Not one usable caption: the sample is skipped for the first entry's reason.
+		s.SkipReason, s.DroppedCaptions, s.CaptionTruncated = firstSkip, nil, false
+		if firstSkip == "" {
+			s.SkipReason = SkipMissingCaption // an empty list
+		}
+		return s
+	}
+	s.Caption = s.Captions[0]
 	return s
+}
+
+// captionCell is one caption's bytes; ok is false for a null.
+type captionCell struct {
+	raw []byte
+	ok  bool
+}
+
+// captionCells gives row i's captions: one cell, or each entry of a list cell. ok is
+// false for a null cell.
+func (r *parquetReader) captionCells(i int) (cells []captionCell, ok bool) {
+	if !r.plan.captionList {
+		raw, ok := cellBytes(r.cols.caption, i)
+		return []captionCell{{raw, true}}, ok
+	}
+	l, isList := r.cols.caption.(array.ListLike)
+	if !isList || l.IsNull(i) {
+		return nil, false
+	}
+	start, end := l.ValueOffsets(i)
+	values := l.ListValues()
+	for j := start; j < end; j++ {
+		raw, ok := cellBytes(values, int(j))
+		cells = append(cells, captionCell{raw, ok})
+	}
+	return cells, true
 }
 
 func (r *parquetReader) Close() error { return r.cur.close() }

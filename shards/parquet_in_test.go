@@ -96,7 +96,7 @@ func TestParquetReadsImg2datasetLayout(t *testing.T) {
 		{"000000004", jpg, ptr("last"), "http://x/4", 20, 10},
 	}
 	data := img2datasetParquet(t, 2, rows) // three row groups: batches cross them
-	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ParquetColumns{}, Limits{})
+	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ShardOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestParquetReadsHFDatasetsLayout(t *testing.T) {
 			texts.Append(text)
 		}
 	})
-	r, err := OpenParquet(bytes.NewReader(data), "hf.parquet", ParquetColumns{}, Limits{})
+	r, err := OpenParquet(bytes.NewReader(data), "hf.parquet", ShardOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +167,9 @@ func TestParquetReadsHFDatasetsLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareSamples(t, got, []Sample{
-		{Key: "000000000", Image: jpg, ImageExt: "jpg", Caption: "first"},
-		{Key: "000000001", SkipReason: SkipMissingImage},
-		{Key: "000000002", Image: jpg, ImageExt: "jpg", Caption: "third"},
+		{Key: "hf/000000000", Image: jpg, ImageExt: "jpg", Caption: "first"},
+		{Key: "hf/000000001", SkipReason: SkipMissingImage},
+		{Key: "hf/000000002", Image: jpg, ImageExt: "jpg", Caption: "third"},
 	})
 }
 
@@ -186,7 +186,7 @@ func TestParquetExplicitColumnsOverrideDetection(t *testing.T) {
 		b.Field(2).(*array.BinaryBuilder).Append([]byte("\x89PNG\r\n\x1a\nrest"))
 		b.Field(3).(*array.Int32Builder).Append(42)
 	})
-	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ParquetColumns{Image: "pixels", Caption: "alt_text", Key: "id"}, Limits{})
+	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ShardOptions{Columns: ParquetColumns{Image: "pixels", Caption: "alt_text", Key: "id"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestParquetWithoutUsableColumnsSaysWhich(t *testing.T) {
 		{ParquetColumns{Image: "caption"}, []string{`image column "caption" has type utf8`}},
 	}
 	for _, c := range cases {
-		_, err := OpenParquet(bytes.NewReader(data), "bad.parquet", c.cols, Limits{})
+		_, err := OpenParquet(bytes.NewReader(data), "bad.parquet", ShardOptions{Columns: c.cols})
 		if err == nil {
 			t.Errorf("%+v: opened", c.cols)
 			continue
@@ -242,7 +242,7 @@ func TestParquetAppliesTheSampleLimits(t *testing.T) {
 		{"../../escape", jpg, ptr("unsafe key"), "", 0, 0},
 	}
 	data := img2datasetParquet(t, 100, rows)
-	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ParquetColumns{}, Limits{MaxMemberBytes: int64(len(jpg) * 2), MaxCaptionBytes: 51})
+	r, err := OpenParquet(bytes.NewReader(data), "p.parquet", ShardOptions{Limits: Limits{MaxMemberBytes: int64(len(jpg) * 2), MaxCaptionBytes: 51}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestBrokenParquetIsAnErrorNotAPanic(t *testing.T) {
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
-			r, err := OpenParquet(bytes.NewReader(bad), "bad.parquet", ParquetColumns{}, Limits{})
+			r, err := OpenParquet(bytes.NewReader(bad), "bad.parquet", ShardOptions{})
 			if err == nil {
 				_, err = readSamples(r)
 				r.Close()

@@ -251,11 +251,15 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		if err == nil || (err == io.EOF && r.off >= r.size) {
 			return n, err
 		}
-		if r.resumes >= maxResumes || r.ctx.Err() != nil {
+		if r.ctx.Err() != nil {
+			return n, fmt.Errorf("read %s at byte %d of %d: %w", r.u, r.off, r.size, r.ctx.Err())
+		}
+		if r.resumes >= maxResumes {
+			// The object is whole in the store; only the connection gave out.
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return n, fmt.Errorf("read %s at byte %d of %d: %w", r.u, r.off, r.size, err)
+			return n, fmt.Errorf("read %s at byte %d of %d: %w after %d resumes: %w", r.u, r.off, r.size, ErrInterrupted, r.resumes, err)
 		}
 		r.resumes++
 		r.body.Close()
@@ -271,7 +275,11 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		})
 		if gerr != nil {
 			r.body = io.NopCloser(eofReader{})
-			return n, fmt.Errorf("read %s at byte %d: resume after %v: %w", r.u, r.off, err, r.s.s3Err(r.ctx, "reopen", r.u, gerr))
+			gerr = r.s.s3Err(r.ctx, "reopen", r.u, gerr)
+			if errors.Is(gerr, ErrNotFound) || errors.Is(gerr, ErrBucketNotFound) || errors.Is(gerr, ErrAccessDenied) {
+				return n, fmt.Errorf("read %s at byte %d: resume after %v: %w", r.u, r.off, err, gerr)
+			}
+			return n, fmt.Errorf("read %s at byte %d: %w: resume after %v: %w", r.u, r.off, ErrInterrupted, err, gerr)
 		}
 		r.body = out.Body
 		if n > 0 {

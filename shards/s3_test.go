@@ -216,6 +216,44 @@ func TestS3StreamingReadResumesABrokenBody(t *testing.T) {
 	}
 }
 
+// A body that keeps breaking off is an outage: the tar reader says the read failed, with
+// ErrInterrupted in the chain, and never that the shard is truncated.
+func TestS3BodyCutForGoodIsAnInterruptedReadNotADamagedShard(t *testing.T) {
+	srv, store := newTestS3(t, "bucket")
+	data, _ := webShard(t, 20, 50_000)
+	srv.Put(t, "bucket", "shard.tar", data)
+	srv.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet {
+			return false
+		}
+		from := 0
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &from)
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)-from))
+		w.Header().Set("ETag", `"etag"`)
+		status := http.StatusOK
+		if from > 0 {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(data)-1, len(data)))
+			status = http.StatusPartialContent
+		}
+		w.WriteHeader(status)
+		w.Write(data[from : from+60_000]) // every answer breaks off after 60 kB
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	r, err := OpenShard(context.Background(), store, mustURL(t, "s3://bucket/shard.tar"), ShardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := readSamples(r)
+	if !errors.Is(err, ErrInterrupted) || errors.As(err, new(*DamageError)) || strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("after %d samples: %v; want an interrupted read, not damage", len(got), err)
+	}
+	if !strings.Contains(err.Error(), "s3://bucket/shard.tar") {
+		t.Errorf("error %q does not name the object", err)
+	}
+}
+
 func TestS3OpenAtReadsWithRangedGets(t *testing.T) {
 	srv, store := newTestS3(t, "bucket")
 	data := randomBytes(1<<20, 5)

@@ -17,7 +17,9 @@ const (
 	SkipUnsafePath        = "unsafe_path"        // an absolute or ".." member name, or one not UTF-8
 	SkipUnsupportedMember = "unsupported_member" // a link, device or sparse file where data was expected
 	SkipBadMetadata       = "bad_metadata"       // KEY.json is not a JSON object
+	SkipTooManyCaptions   = "too_many_captions"  // a caption list entry past Limits.MaxCaptions (a dropped caption)
 	SkipTruncatedMember   = "truncated_member"   // the shard ended inside this sample's data
+	SkipDuplicateKey      = "duplicate_key"      // a key seen earlier in the shard, after other keys
 
 	// The image decoder stage sets these two; they are listed here so that every reason in
 	// a stats.json file has one home.
@@ -33,11 +35,30 @@ type Sample struct {
 	Image    []byte // the original encoded bytes
 	ImageExt string // "jpg", "png", "webp", ... from the member name or the bytes
 
-	Caption          string // the web caption, trimmed of surrounding white space
-	CaptionTruncated bool   // the caption was cut to Limits.MaxCaptionBytes
+	// Captions are the sample's input captions, trimmed of surrounding white space, in
+	// input order: one from a .txt member or a string column, every usable entry of a
+	// list<string> column (COCO-style "sentences"). Each is to be scored on its own.
+	// Caption is Captions[0], for stages that take one caption per image.
+	Captions         []string
+	Caption          string
+	CaptionTruncated bool // a caption was cut to Limits.MaxCaptionBytes
+	// CaptionSource is what the input captions are: SourceWeb, or SourceHuman when the
+	// shard was opened with ShardOptions.HumanCaptions.
+	CaptionSource string
+	// DroppedCaptions holds, for each entry of a caption list that was not usable, why
+	// (SkipEmptyCaption, SkipNonUTF8Caption, SkipMissingCaption for a null, SkipTooManyCaptions);
+	// ShardStats.CountSample counts them. A sample none of whose captions is usable is
+	// skipped instead.
+	DroppedCaptions []string
 
-	Meta          map[string]any // KEY.json, when present
-	Width, Height int            // from the metadata when present, else 0
+	Meta map[string]any // KEY.json, when present
+	// MetaJSON is KEY.json byte for byte (img2dataset's status, exif, sha256,
+	// original_width, ...): what the cleaned output's meta column holds.
+	MetaJSON      []byte
+	Width, Height int // from the metadata when present, else 0
+
+	// Kept are the input Parquet columns passed through typed (ParquetColumns.Keep).
+	Kept KeptColumns
 
 	SkipReason string // empty when the sample is usable
 }
@@ -55,6 +76,7 @@ type Limits struct {
 	MaxMemberBytes   int64 // largest image member or cell read; default 32 MiB
 	MaxCaptionBytes  int   // longer captions are truncated (and counted); default 4 KiB
 	MaxMetadataBytes int64 // largest KEY.json read; default 1 MiB
+	MaxCaptions      int   // most captions kept from one caption list; default 32
 }
 
 // Default limits.
@@ -62,6 +84,7 @@ const (
 	DefaultMaxMemberBytes   = 32 << 20
 	DefaultMaxCaptionBytes  = 4 << 10
 	DefaultMaxMetadataBytes = 1 << 20
+	DefaultMaxCaptions      = 32
 )
 
 func (l Limits) withDefaults() Limits {
@@ -73,6 +96,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxMetadataBytes <= 0 {
 		l.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	if l.MaxCaptions <= 0 {
+		l.MaxCaptions = DefaultMaxCaptions
 	}
 	return l
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -35,7 +36,7 @@ func TestOpenShardStreamsTarAndParquetFromEveryStore(t *testing.T) {
 	pqData := img2datasetParquet(t, 16, rows)
 
 	for _, st := range storesUnderTest(t) {
-		for name, data := range map[string][]byte{"shard-00000.tar": tarData, "shard-00000.parquet": pqData} {
+		for name, data := range map[string][]byte{"shard-00000.tar": tarData, "shard-00000.parquet": pqData, "shard-00000.tar.gz": gzipBytes(t, tarData)} {
 			t.Run(st.name+"/"+name, func(t *testing.T) {
 				u := st.root.Join("in", name)
 				put(t, st.store, u, data)
@@ -52,7 +53,7 @@ func TestOpenShardStreamsTarAndParquetFromEveryStore(t *testing.T) {
 					t.Fatalf("%d samples, want %d", len(got), len(images))
 				}
 				for i, s := range got {
-					if s.SkipReason != "" || !bytes.Equal(s.Image, images[i]) || s.Caption != fmt.Sprintf("caption %d", i) ||
+					if s.SkipReason != "" || !bytes.Equal(s.Image, images[i]) || s.Caption != fmt.Sprintf("caption %d", i) || s.CaptionSource != SourceWeb ||
 						s.URL != fmt.Sprintf("http://x/%d", i) || s.Width != 64 || s.Key != fmt.Sprintf("%09d", i) {
 						t.Fatalf("sample %d: key %q skip %q caption %q url %q width %d, image equal %v",
 							i, s.Key, s.SkipReason, s.Caption, s.URL, s.Width, bytes.Equal(s.Image, images[i]))
@@ -73,8 +74,11 @@ func TestOpenShardErrors(t *testing.T) {
 			if _, err := OpenShard(ctx, st.store, st.root.Join("missing.parquet"), ShardOptions{}); !errors.Is(err, ErrNotFound) {
 				t.Errorf("missing parquet: %v", err)
 			}
-			if _, err := OpenShard(ctx, st.store, st.root.Join("x.tar.gz"), ShardOptions{}); err == nil {
-				t.Error("opened a .tar.gz")
+			if _, err := OpenShard(ctx, st.store, st.root.Join("x.tar.gz"), ShardOptions{}); !errors.Is(err, ErrNotFound) {
+				t.Errorf("missing .tar.gz: %v", err)
+			}
+			if _, err := OpenShard(ctx, st.store, st.root.Join("x.zip"), ShardOptions{}); err == nil || !strings.Contains(err.Error(), "unsupported format") {
+				t.Errorf("a .zip: %v", err)
 			}
 		})
 	}

@@ -30,8 +30,18 @@ type ShardStats struct {
 	ImagesRejected    int64            `json:"images_rejected"`
 	CaptionsTruncated int64            `json:"captions_truncated"`
 	CaptionsGenerated int64            `json:"captions_generated"`
+	// CaptionsDropped counts, by reason, the entries of caption lists that were not
+	// usable in samples that had other usable ones (Sample.DroppedCaptions).
+	CaptionsDropped map[string]int64 `json:"captions_dropped_by_reason"`
 
-	// Captions, ITM and ITC are keyed by caption source (SourceWeb, SourceSynthetic).
+	// Damage is set when the shard broke part-way (a *DamageError ended it): the counts
+	// are those of the samples read before. In run totals (Merge), ShardsDamaged counts
+	// the damaged shards instead.
+	Damage        *ShardDamage `json:"damage,omitempty"`
+	ShardsDamaged int64        `json:"shards_damaged,omitempty"`
+
+	// Captions, ITM and ITC are keyed by caption source (SourceWeb, SourceHuman,
+	// SourceSynthetic).
 	Captions map[string]*CaptionCounts `json:"captions"`
 	ITM      map[string]*Histogram     `json:"itm_histogram"`
 	ITC      map[string]*Histogram     `json:"itc_histogram"`
@@ -49,18 +59,19 @@ type CaptionCounts struct {
 // HistogramBins is the number of equal bins of score histograms.
 const HistogramBins = 20
 
-// NewShardStats starts the stats of one shard, with empty histograms for both sources:
+// NewShardStats starts the stats of one shard, with empty histograms for every source:
 // ITM probabilities over [0,1], ITC cosine similarities over [-1,1].
 func NewShardStats(shard, runID string) *ShardStats {
 	st := &ShardStats{
 		Shard: shard, RunID: runID,
-		Skipped:  map[string]int64{},
-		Captions: map[string]*CaptionCounts{},
-		ITM:      map[string]*Histogram{},
-		ITC:      map[string]*Histogram{},
-		Timings:  map[string]float64{},
+		Skipped:         map[string]int64{},
+		CaptionsDropped: map[string]int64{},
+		Captions:        map[string]*CaptionCounts{},
+		ITM:             map[string]*Histogram{},
+		ITC:             map[string]*Histogram{},
+		Timings:         map[string]float64{},
 	}
-	for _, src := range []string{SourceWeb, SourceSynthetic} {
+	for _, src := range CaptionSources {
 		st.Captions[src] = &CaptionCounts{}
 		st.ITM[src] = NewHistogram(0, 1, HistogramBins)
 		st.ITC[src] = NewHistogram(-1, 1, HistogramBins)
@@ -76,8 +87,15 @@ func (st *ShardStats) CountSample(s Sample) {
 	}
 	if s.SkipReason != "" {
 		st.Skip(s.SkipReason)
+		return
+	}
+	for _, reason := range s.DroppedCaptions {
+		st.CaptionsDropped[reason]++
 	}
 }
+
+// RecordDamage records where and why the shard broke part-way.
+func (st *ShardStats) RecordDamage(d *DamageError) { st.Damage = d.Damage() }
 
 // Skip records a sample, already counted as read, as skipped for reason.
 func (st *ShardStats) Skip(reason string) {
@@ -99,7 +117,7 @@ func (st *ShardStats) CountImage(kept bool) {
 func (st *ShardStats) CountCaption(c Caption, accepted bool) error {
 	counts, ok := st.Captions[c.Source]
 	if !ok {
-		return fmt.Errorf("stats of %s: caption source %q, want %q or %q", st.Shard, c.Source, SourceWeb, SourceSynthetic)
+		return fmt.Errorf("stats of %s: caption source %q, want one of %v", st.Shard, c.Source, CaptionSources)
 	}
 	if accepted {
 		counts.Accepted++
@@ -148,6 +166,13 @@ func (st *ShardStats) Merge(o *ShardStats) error {
 	st.CaptionsGenerated += o.CaptionsGenerated
 	for k, v := range o.Skipped {
 		st.Skipped[k] += v
+	}
+	for k, v := range o.CaptionsDropped {
+		st.CaptionsDropped[k] += v
+	}
+	st.ShardsDamaged += o.ShardsDamaged
+	if o.Damage != nil {
+		st.ShardsDamaged++
 	}
 	for k, v := range o.Timings {
 		st.Timings[k] += v

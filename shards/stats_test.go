@@ -2,7 +2,10 @@ package shards
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"math"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -80,7 +83,7 @@ func TestShardStatsAccountForEverySample(t *testing.T) {
 	if c := st.Captions[SourceSynthetic]; c.Accepted != 1 || c.Rejected != 1 {
 		t.Fatalf("synthetic captions %+v", c)
 	}
-	if err := st.CountCaption(Caption{Source: "human"}, true); err == nil {
+	if err := st.CountCaption(Caption{Source: "alien"}, true); err == nil {
 		t.Error("counted a caption of an unknown source")
 	}
 
@@ -134,5 +137,40 @@ func TestStatsJSONRoundTripsThroughStores(t *testing.T) {
 				t.Fatalf("read back\n %+v\nwrote\n %+v", back, stats)
 			}
 		})
+	}
+}
+
+func TestDamageIsRecordedInStatsAndCountedInTotals(t *testing.T) {
+	ctx := context.Background()
+	store := OpenStore(StoreConfig{})
+	st := NewShardStats("s.tar", "r")
+	st.RecordDamage(&DamageError{Shard: "s.tar", Err: io.ErrUnexpectedEOF,
+		ShardDamage: ShardDamage{TruncatedAt: 4096, Member: "3.jpg", After: "2.txt", Reason: DamageTruncated, Detail: "unexpected EOF"}})
+	u := URL{Scheme: SchemeFile, Path: filepath.Join(t.TempDir(), "s.stats.json")}
+	if err := WriteStats(ctx, store, u, st); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadStats(ctx, store, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Damage == nil || *back.Damage != *st.Damage {
+		t.Fatalf("damage read back %+v, wrote %+v", back.Damage, st.Damage)
+	}
+	raw, _ := json.Marshal(st)
+	if !strings.Contains(string(raw), `"damage":{"truncated_at":4096,"member":"3.jpg","after_member":"2.txt","reason":"truncated"`) {
+		t.Errorf("stats.json %s", raw)
+	}
+	total := NewShardStats("run", "r")
+	for _, s := range []*ShardStats{st, NewShardStats("whole.tar", "r"), back} {
+		if err := total.Merge(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total.ShardsDamaged != 2 || total.Damage != nil {
+		t.Errorf("totals: %d damaged shards, damage %+v", total.ShardsDamaged, total.Damage)
+	}
+	if whole, _ := json.Marshal(NewShardStats("whole.tar", "r")); strings.Contains(string(whole), "damage") {
+		t.Errorf("a whole shard's stats mention damage: %s", whole)
 	}
 }

@@ -2,6 +2,9 @@ package shards
 
 import (
 	"archive/tar"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,24 +25,46 @@ var (
 // OpenTar reads a WebDataset tar as img2dataset writes it, streaming: members that share a
 // key (KEY.jpg|jpeg|png|webp, KEY.txt, KEY.json) form one sample, and samples come out in
 // the order their members appear. As in WebDataset, a sample's members must be adjacent;
-// a key that comes back later is a new sample. Members are read into memory, one sample at
-// a time, and never written to disk. name is used in errors only.
+// a key that comes back after another key is counted as a sample skipped for
+// SkipDuplicateKey, never merged into the first. A gzip-compressed tar is recognised by
+// its magic bytes, whatever its name says, and read as it streams. Members are read into
+// memory, one sample at a time, and never written to disk. name is used in errors only.
+//
+// How a tar ends: io.EOF after its end-of-archive marker (a zero-byte stream is an empty
+// shard); a *DamageError when it broke part-way, after the samples read before the
+// damage; a plain error when it is not a tar at all, or when reading the stream itself
+// failed (that error wraps the source's, e.g. ErrInterrupted, and is never reported as
+// damage).
 //
 // Closing the reader does not close r.
 func OpenTar(r io.Reader, name string, lim Limits) SampleReader {
-	cr := &countingReader{r: r}
-	return &tarReader{name: name, lim: lim.withDefaults(), in: cr, tr: tar.NewReader(cr)}
+	return &tarReader{name: name, lim: lim.withDefaults(), src: &sourceReader{r: r}, seen: map[string]bool{}}
 }
 
 type tarReader struct {
 	name    string
 	lim     Limits
-	in      *countingReader
+	src     *sourceReader   // the bytes as stored, to tell a failed read from damage
+	in      *countingReader // the tar stream (after gunzip)
 	tr      *tar.Reader
-	pending *tarSample // members read so far for the current key
-	ready   []Sample   // samples completed, not yet returned
-	last    string     // the last member read whole, to say where a bad shard broke
-	err     error      // set once the tar has ended, with io.EOF or the reason
+	gzipped bool
+	pending *tarSample      // members read so far for the current key
+	ready   []Sample        // samples completed, not yet returned
+	seen    map[string]bool // keys of the samples begun so far
+	headers int             // member headers read
+	last    string          // the last member read whole, to say where a bad shard broke
+	cur     openMember      // the member whose data the tar reader is in
+	err     error           // set once the tar has ended, with io.EOF or the reason
+}
+
+// openMember is the member whose header was read last: a failure before the tar stream
+// passes dataEnd happened inside its data.
+type openMember struct {
+	name    string
+	key     string
+	dataEnd int64
+	part    bool   // an image, caption or metadata member: part of the pending sample
+	after   string // the member read whole before it
 }
 
 // tarSample collects the members of one key.
@@ -54,12 +79,16 @@ type tarSample struct {
 	captionSkip string
 
 	meta     map[string]any
+	metaJSON []byte
 	metaSkip string
 
 	skip string // a member-level problem; it wins over the completeness checks
 }
 
 func (r *tarReader) Next() (Sample, error) {
+	if r.tr == nil && r.err == nil {
+		r.start()
+	}
 	for len(r.ready) == 0 && r.err == nil {
 		r.step()
 	}
@@ -71,28 +100,67 @@ func (r *tarReader) Next() (Sample, error) {
 	return Sample{}, r.err
 }
 
+// start looks at the first bytes: nothing at all is an empty shard, gzip's magic a
+// compressed tar.
+func (r *tarReader) start() {
+	head := make([]byte, 2)
+	n, err := io.ReadFull(r.src, head)
+	head = head[:n]
+	switch {
+	case r.src.err != nil:
+		r.err = r.readFailed("")
+		return
+	case n == 0 && err == io.EOF:
+		r.err = io.EOF
+		return
+	}
+	var stream io.Reader = io.MultiReader(bytes.NewReader(head), r.src)
+	if bytes.Equal(head, gzipMagic) {
+		zr, err := gzip.NewReader(stream)
+		if err != nil {
+			if r.src.err != nil {
+				r.err = r.readFailed("")
+			} else {
+				r.err = fmt.Errorf("tar shard %s: gzip magic but not a gzip stream: %w", r.name, err)
+			}
+			return
+		}
+		r.gzipped, stream = true, zr
+	}
+	r.in = &countingReader{r: stream}
+	r.tr = tar.NewReader(r.in)
+}
+
+var (
+	gzipMagic      = []byte{0x1f, 0x8b}
+	errNoEndMarker = errors.New("no end-of-archive marker")
+)
+
 // step reads one member and queues the sample it completes, if any.
 func (r *tarReader) step() {
 	hdr, err := r.tr.Next()
 	if err != nil {
-		if errors.Is(err, io.EOF) && r.in.zeroTail >= tarBlockSize {
+		switch {
+		case errors.Is(err, io.EOF) && r.in.n == 0 && r.src.err == nil:
+			r.err = io.EOF // a gzip of nothing: an empty shard, as a zero-byte one
+		case errors.Is(err, io.EOF) && r.in.zeroTail >= tarBlockSize:
 			r.err = io.EOF
-		} else if errors.Is(err, io.EOF) {
+		case errors.Is(err, io.EOF):
 			// archive/tar takes a stream that stops exactly between two members for a
 			// complete archive; only the zero blocks that end a tar say it is whole.
-			r.err = r.corrupt("", errors.New("no end-of-archive marker"))
-		} else {
-			r.err = r.corrupt("", err)
+			r.fail(errNoEndMarker)
+		default:
+			r.fail(err)
 		}
 		r.flush()
 		return
 	}
-	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeXGlobalHeader {
-		r.last = hdr.Name
-		return
-	}
+	r.headers++
 	key, ext, safe := splitMemberName(hdr.Name)
-	if safe && !imageExts[ext] && ext != textExt && ext != metaExt {
+	part := hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeXGlobalHeader &&
+		(!safe || imageExts[ext] || ext == textExt || ext == metaExt)
+	r.cur = openMember{name: hdr.Name, key: key, dataEnd: r.in.n + blockAligned(hdr.Size), part: part, after: r.last}
+	if !part {
 		r.last = hdr.Name
 		return
 	}
@@ -101,18 +169,22 @@ func (r *tarReader) step() {
 	}
 	if r.pending == nil {
 		r.pending = &tarSample{key: key}
+		if r.seen[key] {
+			r.pending.skipFor(SkipDuplicateKey)
+		}
+		r.seen[key] = true
 	}
 	if !safe {
 		r.pending.skipFor(SkipUnsafePath)
 	} else if err := r.readMember(r.pending, hdr, ext); err != nil {
-		// The shard ends inside this sample: what it read is unusable, but reported.
-		r.pending.skip = SkipTruncatedMember
-		r.err = r.corrupt(hdr.Name, err)
+		r.fail(err)
 		r.flush()
 		return
 	}
 	r.last = hdr.Name
 }
+
+func blockAligned(n int64) int64 { return (n + tarBlockSize - 1) / tarBlockSize * tarBlockSize }
 
 func (r *tarReader) flush() {
 	if r.pending != nil {
@@ -123,20 +195,55 @@ func (r *tarReader) flush() {
 
 func (r *tarReader) Close() error { return nil }
 
-// corrupt wraps a tar error with where it happened: inside member, or after the last
-// member read whole.
-func (r *tarReader) corrupt(member string, err error) error {
+// fail ends the shard on a tar or gzip error: a read that failed at the source, a stream
+// that never was a tar, or damage after the samples before it.
+func (r *tarReader) fail(err error) {
+	inMember := r.cur.name != "" && r.in.n < r.cur.dataEnd
+	member, after := "", r.last
+	if inMember {
+		member, after = r.cur.name, r.cur.after
+	}
+	switch {
+	case r.src.err != nil:
+		r.err = r.readFailed(member)
+		return
+	case r.headers == 0:
+		r.err = fmt.Errorf("tar shard %s: not a tar archive (corrupt at the start): %w", r.name, err)
+		return
+	}
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	where := "at the start"
-	switch {
-	case member != "":
-		where = fmt.Sprintf("in member %q", member)
-	case r.last != "":
-		where = fmt.Sprintf("after member %q", r.last)
+	if inMember && r.cur.part && r.pending != nil && r.pending.key == r.cur.key {
+		// The shard ends inside this sample: what it read is unusable, but reported.
+		r.pending.skip = SkipTruncatedMember
 	}
-	return fmt.Errorf("tar shard %s: truncated or corrupt %s, %d bytes into the shard: %w", r.name, where, r.in.n, err)
+	d := &DamageError{Shard: r.name, Err: err, ShardDamage: ShardDamage{
+		TruncatedAt: r.in.n, Member: member, After: after, Reason: damageReason(err), Detail: err.Error()}}
+	r.err = d
+}
+
+func damageReason(err error) string {
+	var flateErr flate.CorruptInputError
+	switch {
+	case errors.As(err, &flateErr), errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
+		return DamageBadGzip
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errNoEndMarker):
+		return DamageTruncated
+	}
+	return DamageBadHeader
+}
+
+// readFailed is the error of a read that failed at the source: not damage, whatever the
+// tar reader made of the missing bytes.
+func (r *tarReader) readFailed(member string) error {
+	where := ""
+	if member != "" {
+		where = fmt.Sprintf(" in member %q", member)
+	} else if r.last != "" {
+		where = fmt.Sprintf(" after member %q", r.last)
+	}
+	return fmt.Errorf("tar shard %s: reading the shard failed%s, %d bytes in: %w", r.name, where, r.src.n, r.src.err)
 }
 
 // readMember adds one member's data to s. It returns an error only when the tar itself
@@ -188,8 +295,11 @@ func (r *tarReader) readMember(s *tarSample, hdr *tar.Header, ext string) error 
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(data, &s.meta); err != nil || s.meta == nil {
+		// The JSON is kept byte for byte as a text column, so it must be UTF-8 as well.
+		if err := json.Unmarshal(data, &s.meta); err != nil || s.meta == nil || !utf8.Valid(data) {
 			s.meta, s.metaSkip = nil, SkipBadMetadata
+		} else {
+			s.metaJSON = data
 		}
 	}
 	return nil
@@ -204,7 +314,11 @@ func (s *tarSample) skipFor(reason string) {
 func (s *tarSample) sample() Sample {
 	out := Sample{
 		Key: s.key, Image: s.image, ImageExt: s.imageExt,
-		Caption: s.caption, CaptionTruncated: s.truncated, Meta: s.meta,
+		Caption: s.caption, CaptionTruncated: s.truncated, CaptionSource: SourceWeb,
+		Meta: s.meta, MetaJSON: s.metaJSON,
+	}
+	if s.hasCaption && s.captionSkip == "" {
+		out.Captions = []string{s.caption}
 	}
 	if s.meta != nil {
 		out.URL, _ = s.meta["url"].(string)
@@ -278,6 +392,26 @@ func readAllSized(r io.Reader, size int64) ([]byte, error) {
 }
 
 const tarBlockSize = 512
+
+// sourceReader counts the bytes read from the store and keeps the first error other than
+// io.EOF it gave: a failed read, which must not be mistaken for a damaged shard.
+type sourceReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
 
 // countingReader counts the bytes read, to say where a shard broke, and how many zero
 // bytes ended what was read, to tell the end-of-archive marker from a cut.

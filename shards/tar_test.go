@@ -3,7 +3,9 @@ package shards
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -147,6 +149,7 @@ func TestTarReportsUnusableKeysWithTheirReason(t *testing.T) {
 		{"absolute name", []tarMember{{name: "/tmp/k.jpg", data: jpg}, {name: "/tmp/k.txt", data: "c"}}, Limits{}, SkipUnsafePath},
 		{"symlinked image", []tarMember{{name: "k.jpg", typeflag: tar.TypeSymlink}, {name: "k.txt", data: "c"}}, Limits{}, SkipUnsupportedMember},
 		{"broken json", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "{not json"}}, Limits{}, SkipBadMetadata},
+		{"json not UTF-8", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "{\"a\":\"caf\xe9\"}"}}, Limits{}, SkipBadMetadata},
 		{"json not an object", []tarMember{{name: "k.jpg", data: jpg}, {name: "k.txt", data: "c"}, {name: "k.json", data: "[1,2]"}}, Limits{}, SkipBadMetadata},
 	}
 	for _, c := range cases {
@@ -185,21 +188,35 @@ func TestTarTruncatesLongCaptionsAtARuneBoundary(t *testing.T) {
 	}
 }
 
-func TestTarKeyThatReturnsLaterIsANewSample(t *testing.T) {
+// A key that comes back after another key is not merged into its first sample, nor
+// silently taken for a new one: it is counted, skipped as a duplicate.
+func TestTarKeyThatReturnsLaterIsCountedAsADuplicate(t *testing.T) {
 	shard := makeTar(t,
-		tarMember{name: "a.jpg", data: "1"}, tarMember{name: "b.txt", data: "b"},
-		tarMember{name: "a.txt", data: "late caption"},
+		tarMember{name: "a.jpg", data: "1"}, tarMember{name: "a.txt", data: "a"},
+		tarMember{name: "b.jpg", data: "2"}, tarMember{name: "b.txt", data: "b"},
+		tarMember{name: "a.jpg", data: "3"}, tarMember{name: "a.txt", data: "late caption"},
+		tarMember{name: "c.jpg", data: "4"}, tarMember{name: "c.txt", data: "c"},
 	)
 	got, err := readSamples(OpenTar(bytes.NewReader(shard), "s.tar", Limits{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"a:" + SkipMissingCaption, "b:" + SkipMissingImage, "a:" + SkipMissingImage}; strings.Join(skipReasons(got), " ") != strings.Join(want, " ") {
+	if want := []string{"a:", "b:", "a:" + SkipDuplicateKey, "c:"}; strings.Join(skipReasons(got), " ") != strings.Join(want, " ") {
 		t.Fatalf("samples %v, want %v", skipReasons(got), want)
+	}
+	if got[0].Caption != "a" || !bytes.Equal(got[0].Image, []byte("1")) {
+		t.Errorf("the first sample of the key changed: %q %q", got[0].Caption, got[0].Image)
 	}
 }
 
-func TestTruncatedTarReportsWhatItReadAndWhere(t *testing.T) {
+// tarCut is a three-sample shard and the offsets a test cuts it at.
+type tarCut struct {
+	shard     []byte
+	jpg       string
+	thirdData int // where member 2.jpg's data starts
+}
+
+func threeSampleTar(t *testing.T) tarCut {
 	jpg := string(testJPEG(t, 16, 16))
 	shard := makeTar(t,
 		tarMember{name: "0.jpg", data: jpg}, tarMember{name: "0.txt", data: "first"},
@@ -210,44 +227,179 @@ func TestTruncatedTarReportsWhatItReadAndWhere(t *testing.T) {
 	second := bytes.Index(shard, []byte(jpg)) + len(jpg)
 	third := second + bytes.Index(shard[second:], []byte(jpg))
 	third += bytes.Index(shard[third+len(jpg):], []byte(jpg)) + len(jpg)
+	return tarCut{shard: shard, jpg: jpg, thirdData: third}
+}
 
-	t.Run("inside a member", func(t *testing.T) {
-		got, err := readSamples(OpenTar(bytes.NewReader(shard[:third+100]), "s.tar", Limits{}))
-		if len(got) != 3 || got[0].Caption != "first" || got[1].Caption != "second" || got[2].SkipReason != SkipTruncatedMember {
-			t.Fatalf("samples before the cut: %v", skipReasons(got))
-		}
-		if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), `in member "2.jpg"`) ||
-			!strings.Contains(err.Error(), "s.tar") || !strings.Contains(err.Error(), "bytes into the shard") {
-			t.Fatalf("error %v; want it to name the shard, the broken member and the offset", err)
-		}
-	})
-	headerOf2 := third - 512
-	for name, cut := range map[string]int{"inside a header": headerOf2 + 100, "exactly between members": headerOf2} {
-		t.Run(name, func(t *testing.T) {
-			got, err := readSamples(OpenTar(bytes.NewReader(shard[:cut]), "s.tar", Limits{}))
-			if len(got) != 2 || got[1].Caption != "second" || got[1].SkipReason != "" {
-				t.Fatalf("samples before the cut: %v", skipReasons(got))
+// damageOf drains a reader that must end in damage and returns what it read and the damage.
+func damageOf(t *testing.T, r SampleReader) ([]Sample, *DamageError) {
+	t.Helper()
+	got, err := readSamples(r)
+	var d *DamageError
+	if !errors.As(err, &d) {
+		t.Fatalf("ended with %v (samples %v); want a *DamageError", err, skipReasons(got))
+	}
+	if again, err2 := r.Next(); !errors.As(err2, new(*DamageError)) {
+		t.Fatalf("after the damage Next gave %q, %v", again.Key, err2)
+	}
+	return got, d
+}
+
+func TestTruncatedTarKeepsTheSamplesBeforeTheDamageAndSaysWhere(t *testing.T) {
+	c := threeSampleTar(t)
+	headerOf2 := c.thirdData - 512
+	cases := []struct {
+		name    string
+		cut     int
+		samples []string
+		damage  ShardDamage
+	}{
+		{"inside a member", c.thirdData + 100, []string{"0:", "1:", "2:" + SkipTruncatedMember},
+			ShardDamage{TruncatedAt: int64(c.thirdData + 100), Member: "2.jpg", After: "1.txt", Reason: DamageTruncated}},
+		{"inside a header", headerOf2 + 100, []string{"0:", "1:"},
+			ShardDamage{TruncatedAt: int64(headerOf2 + 100), After: "1.txt", Reason: DamageTruncated}},
+		{"exactly between members", headerOf2, []string{"0:", "1:"},
+			ShardDamage{TruncatedAt: int64(headerOf2), After: "1.txt", Reason: DamageTruncated}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, d := damageOf(t, OpenTar(bytes.NewReader(c.shard[:tc.cut]), "s.tar", Limits{}))
+			if strings.Join(skipReasons(got), " ") != strings.Join(tc.samples, " ") || got[1].Caption != "second" {
+				t.Fatalf("samples before the cut: %v, want %v", skipReasons(got), tc.samples)
 			}
-			if err == nil || !strings.Contains(err.Error(), `after member "1.txt"`) {
-				t.Fatalf("error %v", err)
+			if d.Detail == "" || !errors.Is(d, io.ErrUnexpectedEOF) && tc.damage.Member != "" {
+				t.Errorf("damage detail %q, error chain %v", d.Detail, d.Err)
+			}
+			d.Detail = ""
+			if d.ShardDamage != tc.damage {
+				t.Errorf("damage %+v, want %+v", d.ShardDamage, tc.damage)
+			}
+			if msg := d.Error(); !strings.Contains(msg, "s.tar") || !strings.Contains(msg, "bytes into the shard") {
+				t.Errorf("error %q does not name the shard and the offset", msg)
 			}
 		})
 	}
+}
+
+func TestDamagedTarHeadersEndTheShardWithDamage(t *testing.T) {
+	c := threeSampleTar(t)
 	t.Run("garbage header", func(t *testing.T) {
-		bad := append([]byte{}, shard...)
-		copy(bad[third-512:], bytes.Repeat([]byte{0xAB}, 512))
-		got, err := readSamples(OpenTar(bytes.NewReader(bad), "s.tar", Limits{}))
-		if err == nil || len(got) < 2 || got[1].Caption != "second" {
-			t.Fatalf("corrupt header: %v, samples %v", err, skipReasons(got))
+		bad := append([]byte{}, c.shard...)
+		copy(bad[c.thirdData-512:], bytes.Repeat([]byte{0xAB}, 512))
+		got, d := damageOf(t, OpenTar(bytes.NewReader(bad), "s.tar", Limits{}))
+		if len(got) != 2 || got[1].Caption != "second" || d.Reason != DamageBadHeader || d.After != "1.txt" {
+			t.Fatalf("samples %v, damage %+v", skipReasons(got), d.ShardDamage)
 		}
 	})
-	t.Run("not a tar at all", func(t *testing.T) {
-		got, err := readSamples(OpenTar(strings.NewReader(strings.Repeat("not a tar ", 100)), "s.tar", Limits{}))
-		if err == nil || len(got) != 0 || !strings.Contains(err.Error(), "at the start") {
-			t.Fatalf("garbage: %v, %d samples", err, len(got))
+	t.Run("NUL in a member name", func(t *testing.T) {
+		// A PAX path record may not hold NUL; the writer refuses to make one, so the name
+		// is written with \x01 and patched.
+		good := makeTar(t, tarMember{name: "0.jpg", data: c.jpg}, tarMember{name: "0.txt", data: "first"})
+		bad := makeTar(t, tarMember{name: "bad\x01é.jpg", data: c.jpg}, tarMember{name: "z.txt", data: "after"})
+		bad = bytes.Replace(bad, []byte("bad\x01é"), []byte("bad\x00é"), 1)
+		shard := append(good[:len(good)-1024], bad...) // the first archive without its end marker
+		got, d := damageOf(t, OpenTar(bytes.NewReader(shard), "s.tar", Limits{}))
+		if len(got) != 1 || got[0].Caption != "first" || d.Reason != DamageBadHeader || d.After != "0.txt" ||
+			d.TruncatedAt <= int64(len(good)-1024) {
+			t.Fatalf("samples %v, damage %+v", skipReasons(got), d.ShardDamage)
+		}
+	})
+	t.Run("a 2 GiB member that is not there", func(t *testing.T) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, m := range []tarMember{{name: "0.jpg", data: c.jpg}, {name: "0.txt", data: "first"}} {
+			tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data))})
+			tw.Write([]byte(m.data))
+		}
+		tw.WriteHeader(&tar.Header{Name: "1.jpg", Mode: 0o644, Size: 2 << 30})
+		tw.Write([]byte("only this"))
+		tw.Flush() // the writer would pad the member out to 2 GiB; the shard stops here
+		got, d := damageOf(t, OpenTar(bytes.NewReader(buf.Bytes()), "s.tar", Limits{}))
+		want := ShardDamage{TruncatedAt: int64(buf.Len()), Member: "1.jpg", After: "0.txt", Reason: DamageTruncated}
+		d.Detail = ""
+		if strings.Join(skipReasons(got), " ") != "0: 1:"+SkipTruncatedMember || d.ShardDamage != want {
+			t.Fatalf("samples %v, damage %+v, want %+v", skipReasons(got), d.ShardDamage, want)
 		}
 	})
 }
+
+func TestTarThatIsNotATarIsAnErrorNotDamage(t *testing.T) {
+	got, err := readSamples(OpenTar(strings.NewReader(strings.Repeat("not a tar ", 100)), "s.tar", Limits{}))
+	if err == nil || len(got) != 0 || !strings.Contains(err.Error(), "not a tar archive") || errors.As(err, new(*DamageError)) {
+		t.Fatalf("garbage: %v, %d samples", err, len(got))
+	}
+}
+
+func TestZeroByteTarIsAnEmptyShard(t *testing.T) {
+	for name, data := range map[string][]byte{"zero bytes": nil, "gzip of nothing": gzipBytes(t, nil)} {
+		got, err := readSamples(OpenTar(bytes.NewReader(data), "s.tar", Limits{}))
+		if err != nil || len(got) != 0 {
+			t.Errorf("%s: %d samples, %v; want an empty shard", name, len(got), err)
+		}
+	}
+}
+
+func gzipBytes(t testing.TB, data []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A gzip'd tar is found by its bytes, as webdataset does: whatever the name.
+func TestGzippedTarIsReadTransparently(t *testing.T) {
+	plain, images := webShard(t, 5, 3000)
+	zipped := gzipBytes(t, plain)
+	for _, name := range []string{"s.tar.gz", "s.tgz", "s.tar"} {
+		got, err := readSamples(OpenTar(bytes.NewReader(zipped), name, Limits{}))
+		if err != nil || len(got) != 5 {
+			t.Fatalf("%s: %d samples, %v", name, len(got), err)
+		}
+		for i, s := range got {
+			if !bytes.Equal(s.Image, images[i]) || s.Caption != fmt.Sprintf("caption %d", i) {
+				t.Fatalf("%s: sample %d differs", name, i)
+			}
+		}
+	}
+	t.Run("cut", func(t *testing.T) {
+		got, d := damageOf(t, OpenTar(bytes.NewReader(zipped[:len(zipped)*3/5]), "s.tar.gz", Limits{}))
+		if len(got) < 2 || d.Reason != DamageTruncated {
+			t.Fatalf("samples %v, damage %+v", skipReasons(got), d.ShardDamage)
+		}
+	})
+	t.Run("corrupt deflate data", func(t *testing.T) {
+		bad := append([]byte{}, zipped...)
+		for i := len(bad) * 3 / 5; i < len(bad)*3/5+64; i++ {
+			bad[i] ^= 0x5A
+		}
+		got, d := damageOf(t, OpenTar(bytes.NewReader(bad), "s.tar.gz", Limits{}))
+		if d.Reason != DamageBadGzip && d.Reason != DamageBadHeader && d.Reason != DamageTruncated {
+			t.Fatalf("samples %v, damage %+v", skipReasons(got), d.ShardDamage)
+		}
+	})
+}
+
+// A read that fails at the source (here: a store that cuts the stream) is an outage, not
+// damage: the error wraps the store's error, and does not say "truncated".
+func TestFailedReadIsNotReportedAsDamage(t *testing.T) {
+	c := threeSampleTar(t)
+	cause := fmt.Errorf("read s3://b/s.tar at byte 9: %w: connection reset", ErrInterrupted)
+	for _, cut := range []int{c.thirdData - 512, c.thirdData + 100, 1} {
+		r := OpenTar(io.MultiReader(bytes.NewReader(c.shard[:cut]), failingReader{cause}), "s.tar", Limits{})
+		_, err := readSamples(r)
+		if !errors.Is(err, ErrInterrupted) || errors.As(err, new(*DamageError)) || strings.Contains(err.Error(), "truncated") {
+			t.Errorf("cut at %d: %v; want the store's error, not damage", cut, err)
+		}
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 // A member over the limit streams past: the reader never holds it.
 func TestTarSkipsHugeMembersWithoutHoldingThem(t *testing.T) {

@@ -115,10 +115,13 @@ func (u URL) Ext() string {
 	return strings.ToLower(path.Ext(u.Base()))
 }
 
-// Stem is Base without its extension: the name outputs of a shard are derived from
-// (OUT/<stem>.parquet, OUT/<stem>.stats.json).
+// Stem is Base without its extension, or without both of ".tar.gz": the name outputs of
+// a shard are derived from (OUT/<stem>.parquet, OUT/<stem>.stats.json).
 func (u URL) Stem() string {
 	b := u.Base()
+	if strings.HasSuffix(strings.ToLower(b), ".tar.gz") {
+		return b[:len(b)-len(".tar.gz")]
+	}
 	return strings.TrimSuffix(b, path.Ext(b))
 }
 

@@ -85,6 +85,22 @@ func TestURLNamesOutputsAfterTheShardStem(t *testing.T) {
 	}
 }
 
+func TestGzippedTarShardsAreNamedWithoutBothExtensions(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"s3://b/in/shard-00042.tar.gz": {"shard-00042", FormatTar}, "/in/SHARD.TAR.GZ": {"SHARD", FormatTar},
+		"/in/shard-00042.tgz": {"shard-00042", FormatTar}, "/in/a.b.tar": {"a.b", FormatTar},
+		"/in/train-00001.parquet": {"train-00001", FormatParquet}, "/in/notes.gz": {"notes", ""},
+	} {
+		u, err := ParseURL(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Stem() != want[0] || ShardFormat(u) != want[1] {
+			t.Errorf("%s: stem %q format %q, want %q %q", name, u.Stem(), ShardFormat(u), want[0], want[1])
+		}
+	}
+}
+
 func TestBraceRangesExpandZeroPaddedAsWritten(t *testing.T) {
 	cases := []struct {
 		in   string
