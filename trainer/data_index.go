@@ -131,26 +131,22 @@ func (d *Dataset) index(ctx context.Context, u *unit) (map[string]int64, error) 
 	skipped := map[string]int64{}
 	switch u.kind {
 	case SourceCleaned:
-		if d.opts.Captions == CaptionsAll {
-			// Every cleaned row keeps at least one caption: the footer's row count is it.
-			r, obj, err := d.openCleaned(ctx, u.url, false)
-			if err != nil {
-				return nil, err
-			}
-			u.count = r.NumRows()
-			return skipped, errors.Join(r.Close(), obj.Close())
-		}
-		if r, obj, err := d.openCleaned(ctx, u.url, false); err != nil {
-			return nil, err
-		} else if err := errors.Join(r.Close(), obj.Close()); err != nil {
-			return nil, err
-		}
-		r, obj, err := d.openCleaned(ctx, u.url, true)
+		r, obj, err := d.openCleaned(ctx, u.url, false) // refuses a file without images
 		if err != nil {
+			return nil, err
+		}
+		u.count = r.NumRows()
+		if err := errors.Join(r.Close(), obj.Close()); err != nil || d.opts.Captions == CaptionsAll {
+			// Every cleaned row keeps at least one caption: the footer's row count is it.
+			return skipped, err
+		}
+		// A selector needs the caption column: read it alone.
+		if r, obj, err = d.openCleaned(ctx, u.url, true); err != nil {
 			return nil, err
 		}
 		defer obj.Close()
 		defer r.Close()
+		u.count = 0
 		for {
 			row, err := r.Next()
 			if errors.Is(err, io.EOF) {
@@ -250,11 +246,16 @@ func (d *Dataset) Damaged() []string { return slices.Clone(d.damaged) }
 func (d *Dataset) Fingerprint() string { return d.finger }
 
 // StepsPerEpoch is the number of batches of batchSize each of world ranks gets per
-// epoch: the smallest rank share divided by the batch size, the remainder dropped (as
-// BLIP's loaders drop the last batch).
+// epoch: the smallest rank's share (every source split into world blocks) divided by
+// the batch size, the remainder dropped, as BLIP's loaders drop the last batch. Every
+// rank runs this many steps, so data-parallel ranks stay in step.
 func (d *Dataset) StepsPerEpoch(world, batchSize int) int {
 	if world <= 0 || batchSize <= 0 {
 		return 0
 	}
-	return int(d.total / int64(world) / int64(batchSize))
+	least := d.total
+	for r := range world {
+		least = min(least, d.rankShare(r, world))
+	}
+	return int(least / int64(batchSize))
 }

@@ -67,6 +67,10 @@ func (c LoaderConfig) validate() error {
 		return fmt.Errorf("loader: batch size %d is not positive", c.BatchSize)
 	case c.World <= 0 || c.Rank < 0 || c.Rank >= c.World:
 		return fmt.Errorf("loader: rank %d of world %d", c.Rank, c.World)
+	case c.NoAugment && c.Transform.Size <= 0:
+		return fmt.Errorf("loader: image size %d is not positive", c.Transform.Size)
+	case c.NoAugment:
+		return nil
 	}
 	return c.Transform.Validate()
 }
@@ -170,6 +174,7 @@ type EpochIterator struct {
 	cancel context.CancelFunc
 	out    chan batchResult
 	wg     sync.WaitGroup
+	spans  [][]span // this rank's share of every source
 	pos    DataPosition
 
 	mu    sync.Mutex
@@ -257,16 +262,17 @@ func (it *EpochIterator) run(ctx context.Context, start DataPosition) {
 	per := 3 * cfg.Transform.Size * cfg.Transform.Size
 	pool := &sync.Pool{New: func() any { return make([]float32, per) }}
 	spans := it.d.rankSpans(cfg.Seed, it.epoch, cfg.Rank, cfg.World, cfg.ShuffleBuffer > 0)
+	it.spans = spans
 
 	var workers sync.WaitGroup
 	it.wg.Add(1)
 	go func() { // the order, read and shuffled
 		defer it.wg.Done()
 		defer close(work)
-		shuffleSeed := func(pass int) *rand.Rand {
-			return seededRand(cfg.Seed, uint64(it.epoch), uint64(cfg.Rank), uint64(pass), saltShuffle)
+		seeds := func(pass int, salt uint64) *rand.Rand {
+			return seededRand(cfg.Seed, uint64(it.epoch), uint64(cfg.Rank), uint64(pass), salt)
 		}
-		err := it.d.stream(ctx, spans, cfg.ShuffleBuffer, shuffleSeed, start.Consumed, func(s streamed) error {
+		err := it.d.stream(ctx, spans, cfg.ShuffleBuffer, seeds, start.Consumed, func(s streamed) error {
 			select {
 			case tokens <- struct{}{}:
 			case <-ctx.Done():

@@ -10,15 +10,20 @@ import (
 
 // The epoch's sample order, a pure function of (seed, epoch, rank, world):
 //
-//  1. the files are permuted (seeded by seed and epoch);
-//  2. their samples, concatenated in that order, are cut into world contiguous blocks
-//     of N/world (±1): rank r reads block r, so the ranks never overlap and together
-//     see every sample once; a rank opens only the files its block touches;
-//  3. the block streams through a shuffle buffer (seeded by seed, epoch and rank).
+//  1. each source's files are permuted (seeded by seed, epoch and source);
+//  2. a source's samples, concatenated in that order, are cut into world contiguous
+//     blocks of N_s/world (±1): rank r reads block r of every source, so the ranks
+//     never overlap, together see every sample, and each holds every source in
+//     proportion; a rank opens only the files its blocks touch, and skips into at most
+//     one file per source;
+//  3. the rank's blocks are merged at random, each next sample taken from a source
+//     with probability its share of what is left (so a batch mixes the sources as a
+//     global shuffle would), then streamed through a shuffle buffer (both seeded by
+//     seed, epoch, rank and pass).
 //
 // The stream is read as often as a rank needs to fill its StepsPerEpoch batches: bad
 // samples (undecodable images, empty captions) are skipped, and when they leave a
-// block short, its order is read again from the start ("pass" 1, 2, …), those samples
+// share short, its order is read again from the start ("pass" 1, 2, …), those samples
 // getting fresh crops. Each sample's caption draw and augmentation are seeded by
 // (seed, epoch, pass, sample id) alone, so they do not depend on rank, order or timing.
 
@@ -28,6 +33,7 @@ const (
 	saltShuffle
 	saltCaption
 	saltAugment
+	saltMerge
 )
 
 // mix folds values into one well-spread 64-bit seed (SplitMix64's finaliser per value).
@@ -54,28 +60,58 @@ type span struct {
 	from, to int64
 }
 
-// rankSpans lays out rank's block of the epoch's file order.
-func (d *Dataset) rankSpans(seed uint64, epoch, rank, world int, shuffleFiles bool) []span {
-	order := make([]int, len(d.units))
-	for i := range order {
-		order[i] = i
+// sourceUnits lists the units of each source, in index order.
+func (d *Dataset) sourceUnits() [][]int {
+	out := make([][]int, len(d.sources))
+	for i, u := range d.units {
+		out[u.source] = append(out[u.source], i)
 	}
-	if shuffleFiles {
-		order = seededRand(seed, uint64(epoch), saltFiles).Perm(len(d.units))
+	return out
+}
+
+// sourceTotals is the number of samples of each source.
+func (d *Dataset) sourceTotals() []int64 {
+	out := make([]int64, len(d.sources))
+	for _, u := range d.units {
+		out[u.source] += u.count
 	}
-	lo := d.total * int64(rank) / int64(world)
-	hi := d.total * int64(rank+1) / int64(world)
-	var spans []span
-	var at int64
-	for _, ui := range order {
-		n := d.units[ui].count
-		from, to := max(lo-at, 0), min(hi-at, n)
-		if from < to {
-			spans = append(spans, span{unit: ui, from: from, to: to})
+	return out
+}
+
+// rankShare is the number of samples rank gets per epoch.
+func (d *Dataset) rankShare(rank, world int) int64 {
+	var n int64
+	for _, total := range d.sourceTotals() {
+		n += total*int64(rank+1)/int64(world) - total*int64(rank)/int64(world)
+	}
+	return n
+}
+
+// rankSpans lays out rank's block of each source's file order for an epoch.
+func (d *Dataset) rankSpans(seed uint64, epoch, rank, world int, shuffleFiles bool) [][]span {
+	totals := d.sourceTotals()
+	out := make([][]span, len(d.sources))
+	for s, units := range d.sourceUnits() {
+		order := units
+		if shuffleFiles {
+			perm := seededRand(seed, uint64(epoch), uint64(s), saltFiles).Perm(len(units))
+			order = make([]int, len(units))
+			for i, p := range perm {
+				order[i] = units[p]
+			}
 		}
-		at += n
+		lo := totals[s] * int64(rank) / int64(world)
+		hi := totals[s] * int64(rank+1) / int64(world)
+		var at int64
+		for _, ui := range order {
+			n := d.units[ui].count
+			if from, to := max(lo-at, 0), min(hi-at, n); from < to {
+				out[s] = append(out[s], span{unit: ui, from: from, to: to})
+			}
+			at += n
+		}
 	}
-	return spans
+	return out
 }
 
 // streamed is one entry of a rank's sample order.
@@ -85,85 +121,146 @@ type streamed struct {
 	c    candidate
 }
 
-// stream reads the rank's spans pass after pass through the shuffle buffer and hands
-// every entry from seq start on to emit, until ctx ends or emit fails.
-func (d *Dataset) stream(ctx context.Context, spans []span, shuffle int, shuffleSeed func(pass int) *rand.Rand,
-	start int64, emit func(streamed) error) error {
+// orderSeeds seed a rank's random merge and shuffle buffer, per pass.
+type orderSeeds func(pass int, salt uint64) *rand.Rand
+
+// stream reads the rank's spans pass after pass, merged and through the shuffle
+// buffer, and hands every entry from seq start on to emit, until ctx ends or emit
+// fails.
+func (d *Dataset) stream(ctx context.Context, spans [][]span, shuffle int, seeds orderSeeds, start int64, emit func(streamed) error) error {
+	var total int64
+	for _, ss := range spans {
+		for _, sp := range ss {
+			total += sp.to - sp.from
+		}
+	}
+	if total == 0 {
+		return errors.New("this rank's share of the epoch is empty")
+	}
 	seq := int64(0)
 	for pass := 0; ; pass++ {
-		var rng *rand.Rand
-		if shuffle > 0 {
-			rng = shuffleSeed(pass)
-		}
-		buf := make([]candidate, 0, max(shuffle, 0))
-		out := func(c candidate) error {
+		if err := d.streamPass(ctx, spans, shuffle, seeds, pass, func(c candidate) error {
 			s := streamed{seq: seq, pass: pass, c: c}
 			seq++
 			if s.seq < start {
 				return nil // replayed to resume: never decoded
 			}
 			return emit(s)
-		}
-		n := 0
-		for _, sp := range spans {
-			err := d.readSpan(ctx, sp, func(c candidate) error {
-				n++
-				if shuffle <= 0 {
-					return out(c)
-				}
-				if len(buf) < shuffle {
-					buf = append(buf, c)
-					return nil
-				}
-				j := rng.IntN(shuffle)
-				prev := buf[j]
-				buf[j] = c
-				return out(prev)
-			})
-			if err != nil {
-				return err
-			}
-		}
-		for len(buf) > 0 {
-			j := rng.IntN(len(buf))
-			c := buf[j]
-			buf[j] = buf[len(buf)-1]
-			buf = buf[:len(buf)-1]
-			if err := out(c); err != nil {
-				return err
-			}
-		}
-		if n == 0 {
-			return errors.New("this rank's share of the epoch is empty")
+		}); err != nil {
+			return err
 		}
 	}
 }
 
-// readSpan hands the candidates [from, to) of one unit to fn.
-func (d *Dataset) readSpan(ctx context.Context, sp span, fn func(candidate) error) (err error) {
-	u := &d.units[sp.unit]
-	r, err := d.openUnit(ctx, u)
-	if err != nil {
-		return err
+func (d *Dataset) streamPass(ctx context.Context, spans [][]span, shuffle int, seeds orderSeeds, pass int, out func(candidate) error) (err error) {
+	cursors := make([]*sourceCursor, len(spans))
+	var left int64
+	for s, ss := range spans {
+		cursors[s] = &sourceCursor{d: d, spans: ss}
+		for _, sp := range ss {
+			cursors[s].left += sp.to - sp.from
+		}
+		left += cursors[s].left
 	}
-	defer func() { err = errors.Join(err, r.close()) }()
-	if err := skipTo(r, sp.from); err != nil {
-		return fmt.Errorf("%s: skip to sample %d: %w", u.url, sp.from, err)
+	defer func() {
+		for _, c := range cursors {
+			err = errors.Join(err, c.close())
+		}
+	}()
+	merge := seeds(pass, saltMerge)
+	var rng *rand.Rand
+	var buf []candidate
+	if shuffle > 0 {
+		rng = seeds(pass, saltShuffle)
+		buf = make([]candidate, 0, shuffle)
 	}
-	for i := sp.from; i < sp.to; i++ {
-		if err := ctx.Err(); err != nil {
+	for ; left > 0; left-- {
+		k := merge.Int64N(left)
+		s := 0
+		for k >= cursors[s].left {
+			k -= cursors[s].left
+			s++
+		}
+		c, err := cursors[s].next(ctx)
+		if err != nil {
 			return err
 		}
-		c, err := r.next()
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s: ended at sample %d of %d indexed", u.url, i, u.count)
+		switch {
+		case shuffle <= 0:
+			err = out(c)
+		case len(buf) < shuffle:
+			buf = append(buf, c)
+		default:
+			j := rng.IntN(shuffle)
+			buf[j], c = c, buf[j]
+			err = out(c)
 		}
 		if err != nil {
 			return err
 		}
-		if err := fn(c); err != nil {
+	}
+	for len(buf) > 0 {
+		j := rng.IntN(len(buf))
+		c := buf[j]
+		buf[j] = buf[len(buf)-1]
+		buf = buf[:len(buf)-1]
+		if err := out(c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sourceCursor reads one source's spans in order, one file open at a time.
+type sourceCursor struct {
+	d     *Dataset
+	spans []span
+	i     int        // current span
+	r     unitReader // open on spans[i]; nil before it is opened
+	at    int64      // next candidate ordinal in spans[i]
+	left  int64      // candidates still to read over all spans
+}
+
+func (c *sourceCursor) next(ctx context.Context) (candidate, error) {
+	if err := ctx.Err(); err != nil {
+		return candidate{}, err
+	}
+	for c.r == nil || c.at >= c.spans[c.i].to {
+		if c.r != nil {
+			if err := c.close(); err != nil {
+				return candidate{}, err
+			}
+			c.i++
+		}
+		sp := c.spans[c.i]
+		u := &c.d.units[sp.unit]
+		r, err := c.d.openUnit(ctx, u)
+		if err != nil {
+			return candidate{}, err
+		}
+		c.r, c.at = r, sp.from
+		if err := skipTo(r, sp.from); err != nil {
+			return candidate{}, fmt.Errorf("%s: skip to sample %d: %w", u.url, sp.from, err)
+		}
+	}
+	cand, err := c.r.next()
+	if errors.Is(err, io.EOF) {
+		u := &c.d.units[c.spans[c.i].unit]
+		return candidate{}, fmt.Errorf("%s: ended at sample %d of %d indexed", u.url, c.at, u.count)
+	}
+	if err != nil {
+		return candidate{}, err
+	}
+	c.at++
+	c.left--
+	return cand, nil
+}
+
+func (c *sourceCursor) close() error {
+	if c.r == nil {
+		return nil
+	}
+	err := c.r.close()
+	c.r = nil
+	return err
 }

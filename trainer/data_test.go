@@ -58,8 +58,11 @@ func TestOpenDatasetCountsEverySourceWithoutDecoding(t *testing.T) {
 	if want := map[string]int64{shards.SkipMissingCaption: 1}; !maps.Equal(d.Skipped(), want) {
 		t.Errorf("skipped while indexing %v, want %v", d.Skipped(), want)
 	}
-	if d.StepsPerEpoch(1, 3) != 3 || d.StepsPerEpoch(3, 1) != 3 || d.StepsPerEpoch(2, 5) != 1 {
-		t.Errorf("steps per epoch %d %d %d", d.StepsPerEpoch(1, 3), d.StepsPerEpoch(3, 1), d.StepsPerEpoch(2, 5))
+	// Sources of 4, 3 and 3 samples over 2 ranks: shares 2+1+1 and 2+2+2.
+	for _, c := range [][3]int{{1, 3, 3}, {3, 1, 3}, {2, 1, 4}, {2, 2, 2}, {2, 5, 0}} {
+		if got := d.StepsPerEpoch(c[0], c[1]); got != c[2] {
+			t.Errorf("world %d batch %d: %d steps per epoch, want %d", c[0], c[1], got, c[2])
+		}
 	}
 	synth, _ := openMixed(t, DatasetOptions{Captions: CaptionsSynthetic})
 	// c2 has no synthetic caption: 3 cleaned samples remain.
@@ -78,6 +81,7 @@ func TestEpochSplitsSamplesAcrossRanksWithoutOverlap(t *testing.T) {
 	for _, world := range []int{1, 2, 3} {
 		for epoch := range 3 {
 			seen := map[int64]int{}
+			perSource := map[string][]int{}
 			for rank := range world {
 				cfg := testLoaderConfig(1)
 				cfg.Rank, cfg.World = rank, world
@@ -93,6 +97,34 @@ func TestEpochSplitsSamplesAcrossRanksWithoutOverlap(t *testing.T) {
 					for _, id := range b.SampleIDs {
 						seen[id]++
 					}
+				}
+				// Unbatched, a rank's share holds every source in proportion.
+				it, err = d.Epoch(context.Background(), epoch, cfg, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				counts := map[string]int{}
+				for _, sp := range it.spans {
+					for _, x := range sp {
+						counts[string(d.units[x.unit].kind)] += int(x.to - x.from)
+					}
+				}
+				it.Close()
+				for k, n := range counts {
+					perSource[k] = append(perSource[k], n)
+				}
+			}
+			for kind, ns := range perSource {
+				total := map[string]int{"cleaned": 4, "web": 3, "coco": 3}[kind]
+				sum := 0
+				for _, n := range ns {
+					sum += n
+					if n < total/world || n > (total+world-1)/world {
+						t.Errorf("world %d: a rank holds %d of the %d %s samples", world, n, total, kind)
+					}
+				}
+				if sum != total {
+					t.Errorf("world %d: the ranks hold %d of the %d %s samples", world, sum, total, kind)
 				}
 			}
 			if len(seen) != world*d.StepsPerEpoch(world, 1) {
@@ -315,9 +347,20 @@ func TestBadSamplesAreSkippedCountedAndBatchesStayFull(t *testing.T) {
 			}
 		}
 	}
+	// Two whole passes and part of a third: each pass skips 2 corrupt images, 1 empty
+	// caption and 1 missing file; the third stops at the last good sample it needs.
 	st := it.Stats()
-	if st.Passes != 3 || st.Skipped[SkipCorruptImage] != 6 || st.Skipped[SkipEmptyCaption] != 3 || st.Skipped[SkipMissingImage] != 3 {
+	var skipped int64
+	for _, n := range st.Skipped {
+		skipped += n
+	}
+	if st.Passes != 3 || st.Samples != 6 || st.Consumed != st.Samples+skipped || st.Consumed < 14 || st.Consumed > 18 {
 		t.Errorf("stats %+v", st)
+	}
+	for reason, perPass := range map[string]int64{SkipCorruptImage: 2, SkipEmptyCaption: 1, SkipMissingImage: 1} {
+		if n := st.Skipped[reason]; n < 2*perPass || n > 3*perPass {
+			t.Errorf("%s skipped %d times, want %d to %d", reason, n, 2*perPass, 3*perPass)
+		}
 	}
 }
 
@@ -422,4 +465,70 @@ func TestEpochIteratorStopsEarlyOnClose(t *testing.T) {
 		t.Errorf("next after close: %v", err)
 	}
 	it.Close()
+}
+
+// Without the shuffle buffer, the sources still interleave at random: a batch is not
+// one source after another.
+func TestSourcesAreMergedAtRandomNotConcatenated(t *testing.T) {
+	d, _ := openMixed(t, DatasetOptions{})
+	cfg := testLoaderConfig(10)
+	cfg.ShuffleBuffer = -1
+	grouped := 0
+	orders := map[string]bool{}
+	for epoch := range 10 {
+		it, err := d.Epoch(context.Background(), epoch, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := drain(t, it)[0]
+		orders[strings.Join(b.Sources, ",")] = true
+		first := b.Sources[:4]
+		if slices.Equal(first, []string{CaptionWeb, CaptionWeb, CaptionWeb, CaptionWeb}) || !slices.Contains(b.Sources[:7], CaptionHuman) {
+			grouped++
+		}
+	}
+	if grouped > 3 || len(orders) < 5 {
+		t.Errorf("%d of 10 epochs look concatenated; %d distinct source orders", grouped, len(orders))
+	}
+}
+
+// For evaluation sets: no augmentation (the inference resize, exactly Preprocess) and,
+// without the shuffle buffer and one source, the file's own order.
+func TestNoAugmentGivesInferencePixelsInFileOrder(t *testing.T) {
+	dir := t.TempDir()
+	imgs := [][]byte{pngBytes(t, 30, 20, 1), jpegBytes(t, 25, 40, 2), pngBytes(t, 33, 33, 3)}
+	var entries []map[string]any
+	for i, b := range imgs {
+		name := []string{"a.png", "b.jpg", "c.png"}[i]
+		writeFile(t, filepath.Join(dir, "img", name), b)
+		entries = append(entries, map[string]any{"image": name, "caption": []string{"caption " + name}, "image_id": i})
+	}
+	writeFile(t, filepath.Join(dir, "test.json"), jsonBytes(t, entries))
+	src, err := ParseDataSource("coco:" + filepath.Join(dir, "test.json") + "@" + filepath.Join(dir, "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDataset(context.Background(), shards.OpenStore(shards.StoreConfig{}), []DataSource{src}, DatasetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := LoaderConfig{BatchSize: 3, Transform: imageproc.TrainTransform{Size: 12}, NoAugment: true, ShuffleBuffer: -1, Workers: 2}
+	it, err := d.Epoch(context.Background(), 0, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := drain(t, it)[0]
+	if !slices.Equal(b.Keys, []string{"0", "1", "2"}) {
+		t.Fatalf("order %v", b.Keys)
+	}
+	per := 3 * 12 * 12
+	for i, data := range imgs {
+		want, _, _, err := imageproc.Preprocess(data, 12, imageproc.ImageLimits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b.Pixels[i*per:(i+1)*per], want) {
+			t.Errorf("image %d: pixels differ from Preprocess", i)
+		}
+	}
 }
