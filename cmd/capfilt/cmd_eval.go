@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capfilt/capfilt/trainer/eval"
+)
+
+// newEvalCommand holds the evaluation commands. Each reads its own flags (through
+// cmd.Flags, not the shared settings), so it stands apart from the pipeline's.
+func newEvalCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "eval",
+		Short: "Score captions (BLEU, CIDEr-D) and retrieval (R@K) with the paper's metrics",
+	}
+	cmd.AddCommand(newEvalCaptionCommand(a))
+	return cmd
+}
+
+func newEvalCaptionCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "caption --predictions RESULTS.json --references ANNOTATIONS.json [--out SCORES.json]",
+		Short: "Score given captions against references with coco-caption's BLEU-1..4 and CIDEr-D",
+		Long: `Scores a captioner's output without a model, as coco-caption does: both sides go
+through PTB tokenisation (lower-cased, punctuation tokens removed), BLEU is the corpus
+BLEU with the closest reference length, CIDEr-D takes its document frequencies from the
+references of the predicted images.
+
+--predictions is a COCO results file: [{"image_id": ID, "caption": "..."}, ...], one per
+image. --references is COCO annotations ({"images": [...], "annotations": [{"image_id",
+"caption"}, ...]}) or BLIP's list ([{"image": PATH, "caption": "..." | [...], "image_id"}]).
+IDs are integers or strings; 391895 and "391895" are the same image. Every predicted image
+needs references; reference images without a prediction are not scored (as coco-caption).
+
+Prints a table (scores ×100) and, with --out, writes the scores (fractions, coco-caption's
+key names) and each image's CIDEr-D as JSON.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			predsFile, _ := cmd.Flags().GetString("predictions")
+			refsFile, _ := cmd.Flags().GetString("references")
+			out, _ := cmd.Flags().GetString("out")
+			if predsFile == "" || refsFile == "" {
+				return usagef("eval caption: give --predictions RESULTS.json and --references ANNOTATIONS.json")
+			}
+			preds, err := eval.ReadPredictions(predsFile)
+			if err != nil {
+				return err
+			}
+			refs, err := eval.ReadReferences(refsFile)
+			if err != nil {
+				return err
+			}
+			scores, err := eval.ScoreCaptions(preds, refs)
+			if err != nil {
+				return fmt.Errorf("%s against %s: %w", predsFile, refsFile, err)
+			}
+			return reportCaptionScores(a.stdout, out, captionReport{Predictions: predsFile, References: refsFile, Scores: scores})
+		},
+	}
+	f := cmd.Flags()
+	f.String("predictions", "", "COCO results JSON: [{\"image_id\", \"caption\"}]")
+	f.String("references", "", "reference captions: COCO annotations JSON or BLIP's image list")
+	f.String("out", "", "write the scores as JSON to this file")
+	return cmd
+}
+
+// captionReport is what eval caption writes with --out; a model-based evaluation fills
+// Model and the settings it generated with.
+type captionReport struct {
+	Model       string             `json:"model,omitempty"`
+	Predictions string             `json:"predictions,omitempty"`
+	References  string             `json:"references"`
+	Settings    map[string]any     `json:"settings,omitempty"`
+	Scores      eval.CaptionScores `json:"scores"`
+}
+
+// reportCaptionScores prints the table and, when out is set, writes the JSON report.
+func reportCaptionScores(stdout io.Writer, out string, r captionReport) error {
+	if err := r.Scores.WriteTable(stdout); err != nil {
+		return err
+	}
+	if out == "" {
+		return nil
+	}
+	return writeJSONFile(out, r)
+}
+
+// writeJSONFile writes v indented, through a temporary file renamed into place, so a
+// reader never sees half a report.
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
