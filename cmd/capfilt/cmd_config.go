@@ -24,13 +24,20 @@ func newConfigCommand(a *app) *cobra.Command {
 			if a.configFile != "" {
 				a.printf("# file: %s\n", a.configFile)
 			}
+			cf, err := readConfigFile(cmd)
+			if err != nil {
+				return err
+			}
 			for _, n := range names {
-				f := known[n]
-				val := a.v.GetString(n)
-				if cmd.Flags().Lookup(n) == nil && !a.v.IsSet(n) {
-					val = f.DefValue // a flag of another command, not set anywhere
+				f := cmd.Flags().Lookup(n)
+				src := a.sources[f]
+				if f == nil {
+					f = known[n] // a setting of another command: resolve it here
+					if src, err = resolveFlag(f, cf); err != nil {
+						return &usageError{err: err}
+					}
 				}
-				a.printf("%-24s %-28s # %s\n", n+":", quoteIfNeeded(val), a.source(cmd, n))
+				a.printf("%-24s %-28s # %s\n", n+":", quoteIfNeeded(f.Value.String()), src.kind)
 			}
 			return nil
 		},
