@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -251,5 +253,23 @@ func TestEmbeddedServerKeepsJobsAcrossARestart(t *testing.T) {
 	// The dedup window survives too: the same id is still a duplicate.
 	if fresh, err := q2.PublishJob(ctx, job); err != nil || fresh {
 		t.Fatalf("re-publish after restart: fresh %v (%v)", fresh, err)
+	}
+}
+
+func TestEmbeddedServerOnAPortInUseFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	began := time.Now()
+	s, err := pipeline.StartEmbeddedServer(pipeline.ServerConfig{StoreDir: t.TempDir(), Port: port})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("a server started on a port in use")
+	}
+	if d := time.Since(began); d > 3*time.Second || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Fatalf("after %v: %v; want an error naming port %d at once", d, err, port)
 	}
 }

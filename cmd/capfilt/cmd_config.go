@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	"github.com/spf13/cobra"
+
+	"github.com/capfilt/capfilt/pipeline"
 )
 
 func newConfigCommand(a *app) *cobra.Command {
@@ -37,7 +39,11 @@ func newConfigCommand(a *app) *cobra.Command {
 						return &usageError{err: err}
 					}
 				}
-				a.printf("%-24s %-28s # %s\n", n+":", quoteIfNeeded(f.Value.String()), src.kind)
+				v := f.Value.String()
+				if n == "nats" {
+					v = pipeline.RedactURL(v) // as error lines and logs show it
+				}
+				a.printf("%-24s %-28s # %s\n", n+":", quoteIfNeeded(v), src.kind)
 			}
 			return nil
 		},
