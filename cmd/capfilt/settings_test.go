@@ -123,8 +123,48 @@ func TestConfigRedactsNATSCredentials(t *testing.T) {
 	os.Unsetenv("CAPFILT_NATS")
 	cfg := filepath.Join(t.TempDir(), "capfilt.yaml")
 	os.WriteFile(cfg, []byte("nats: nats://t0ken@h3:4222\n"), 0o644)
-	_, out, _ = runCLI(t, "config", "--config", cfg)
+	_, out, _ = runCLI(t, "config", "worker", "--config", cfg)
 	if v, _ := settingLine(t, out, "nats"); strings.Contains(out, "t0ken") || v != `"nats://redacted@h3:4222"` {
 		t.Fatalf("a token in the file: nats %s:\n%s", v, out)
+	}
+}
+
+// capfilt config shows what a command would use: a list as the list, a command's own
+// settings with `config COMMAND`, and CAPFILT_INPUT split at commas like --input (a brace
+// list stays one pattern).
+func TestConfigShowsListsAndEachCommandsSettings(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "capfilt.yaml")
+	os.WriteFile(cfg, []byte("input:\n  - /a/{00000..00003}.tar\n  - s3://b/web/*.tar\nbatch-size: 16\n"), 0o644)
+	_, out, _ := runCLI(t, "config", "--config", cfg)
+	if v, src := settingLine(t, out, "input"); v != `["/a/{00000..00003}.tar","s3://b/web/*.tar"]` || src != "file" {
+		t.Fatalf("input %s from %s", v, src)
+	}
+	for _, cmd := range [][]string{{"caption"}, {"run"}, {"worker"}} {
+		_, out, errb := runCLI(t, append(append([]string{"config"}, cmd...), "--config", cfg)...)
+		if v, src := settingLine(t, out, "batch-size"); v != "16" || src != "file" {
+			t.Fatalf("config %v: batch-size %s from %s (%s)", cmd, v, src, errb)
+		}
+	}
+	_, out, _ = runCLI(t, "config", "model", "generate")
+	if v, src := settingLine(t, out, "mode"); v != "nucleus" || src != "default" || strings.Contains(out, "\nnats:") ||
+		strings.Contains(out, "\nout:") || !strings.Contains(out, "\nlog-level:") {
+		t.Fatalf("config model generate:\n%s", out)
+	}
+	if code, _, errb := runCLI(t, "config", "no-such-command"); code != 2 || !strings.Contains(errb, "no-such-command") {
+		t.Fatalf("config of an unknown command: exit %d %s", code, errb)
+	}
+
+	t.Setenv("CAPFILT_INPUT", "/a/{0,1}.tar, /b/*.tar")
+	_, out, _ = runCLI(t, "config", "submit")
+	if v, src := settingLine(t, out, "input"); v != `["/a/{0,1}.tar","/b/*.tar"]` || src != "env" {
+		t.Fatalf("CAPFILT_INPUT: input %s from %s", v, src)
+	}
+	// The command line takes the same comma-separated form, and repeats.
+	sub, _, _ := newRootCommand().Find([]string{"submit"})
+	if err := sub.ParseFlags([]string{"--input", "x/{a,b}.tar,y.tar", "--input", "z.tar"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := showValue(sub.Flags().Lookup("input")); got != `["x/{a,b}.tar","y.tar","z.tar"]` {
+		t.Fatalf("--input parsed as %s", got)
 	}
 }
