@@ -18,13 +18,12 @@ import (
 // the BLIP filter scores them with the web caption. When both are one loaded model (one
 // checkpoint with both towers) the vision transformer runs once per batch for both.
 type BLIPLabeler struct {
-	cap     *captioner.Captioner
-	scorer  *filter.Scorer
-	capViT  *blip.Model // the captioner's model, whose ViT runs when shared
-	shared  bool
-	size    int
-	device  torch.Device
-	samples int
+	cap    *captioner.Captioner
+	scorer *filter.Scorer
+	capViT *blip.Model // the captioner's model, whose ViT runs when shared
+	shared bool
+	size   int
+	device torch.Device
 }
 
 // NewBLIPLabeler joins a captioner and a scorer. capModel is the captioner's model; when
@@ -35,7 +34,7 @@ func NewBLIPLabeler(c *captioner.Captioner, capModel *blip.Model, s *filter.Scor
 			capModel.Config.Vision.ImageSize, s.Model().Config.Vision.ImageSize)
 	}
 	return &BLIPLabeler{cap: c, scorer: s, capViT: capModel, shared: capModel == s.Model(),
-		size: capModel.Config.Vision.ImageSize, device: capModel.Device(), samples: c.Generation().Samples}, nil
+		size: capModel.Config.Vision.ImageSize, device: capModel.Device()}, nil
 }
 
 // ImageSize is the vision model's input side.

@@ -96,12 +96,12 @@ func (o *runOptions) resolve(a *app, run string) (pipeline.RunSettings, pipeline
 // them from where the run's settings say.
 func (o *runOptions) check(rs *pipeline.RunSettings) error {
 	switch {
-	case rs.Run == "":
-		return usagef("no run name given (--run)")
 	case len(rs.Inputs) == 0:
 		return usagef("no input given (--input)")
 	case rs.Output.IsZero():
 		return usagef("no output given (--output)")
+	case rs.Run == "":
+		return usagef("no run name given (--run)")
 	}
 	for _, m := range []struct {
 		path string
