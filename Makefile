@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests spend their time inside libtorch gain nothing from the race
 # detector but its slowdown; every other package is tested with -race.
-NORACE_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(torch|blip|captioner|filter|trainer)(/|$$)')
+NORACE_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(torch|blip|captioner|filter|modelstage|trainer)(/|$$)')
 RACE_PKGS   := $(filter-out $(NORACE_PKGS),$(shell $(GO) list ./... 2>/dev/null))
 
 .PHONY: setup shim build build-go test bench demo fmt

@@ -9,6 +9,7 @@ import (
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/internal/testutil/reference"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -85,7 +86,7 @@ func benchKVCache(b *testing.B, m *blip.Model, batch int) {
 		start[i] = []int64{30522, 1037, 3861, 1997}
 	}
 	timeIt := func(newTokens int, cached bool) time.Duration {
-		st := GreedyDefaults()
+		st := spec.GreedyDefaults()
 		st.MaxLength, st.MinLength = 4+newTokens, 4+newTokens
 		req := request{start: start, keys: make([]string, batch), st: st, sepID: 102, padID: 0, vocab: m.Config.Text.VocabSize}
 		t0 := time.Now()
@@ -136,7 +137,7 @@ func BenchmarkNucleusBase16(b *testing.B) {
 	for i := range start {
 		start[i] = []int64{30522, 1037, 3861, 1997}
 	}
-	st := NucleusDefaults()
+	st := spec.NucleusDefaults()
 	b.ResetTimer()
 	t0 := time.Now()
 	for i := 0; i < b.N; i++ {

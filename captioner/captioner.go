@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/capfilt/capfilt/blip/tokenizer"
-
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/blip/tokenizer"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -16,7 +16,7 @@ import (
 type Captioner struct {
 	model  *blip.Model
 	tok    *tokenizer.Tokenizer
-	st     Settings
+	st     spec.Generation
 	prompt []int64 // [DEC] + the prompt's tokens, without the trailing [SEP]
 }
 
@@ -30,7 +30,7 @@ type Caption struct {
 
 // New prepares a captioner. The model must have a vision model and a text decoder; it
 // runs on the model's device.
-func New(model *blip.Model, tok *tokenizer.Tokenizer, st Settings) (*Captioner, error) {
+func New(model *blip.Model, tok *tokenizer.Tokenizer, st spec.Generation) (*Captioner, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -43,8 +43,8 @@ func New(model *blip.Model, tok *tokenizer.Tokenizer, st Settings) (*Captioner, 
 	return &Captioner{model: model, tok: tok, st: st, prompt: PromptIDs(tok, st.Prompt)}, nil
 }
 
-// Settings returns the settings in use.
-func (c *Captioner) Settings() Settings { return c.st }
+// Generation returns the settings in use.
+func (c *Captioner) Generation() spec.Generation { return c.st }
 
 // PromptIDs are the decoder's start tokens for a prompt: its tokens with [DEC] in place
 // of [CLS] and the trailing [SEP] dropped ("a picture of " → [DEC] a picture of).
@@ -129,7 +129,7 @@ func (d *modelStepper) Reorder(from []int64) error {
 // Generate is the checkable core of captioning: from image embeddings [B, N, D] and
 // each image's start tokens, it returns the generated token sequences per image. keys
 // seed nucleus sampling (one per image; may be nil for greedy and beam search).
-func Generate(ctx context.Context, m *blip.Model, image *torch.Tensor, start [][]int64, keys []string, st Settings) ([][]Sequence, error) {
+func Generate(ctx context.Context, m *blip.Model, image *torch.Tensor, start [][]int64, keys []string, st spec.Generation) ([][]Sequence, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func Generate(ctx context.Context, m *blip.Model, image *torch.Tensor, start [][
 	}
 	cache := m.NewKVCache(st.MaxLength)
 	defer cache.Close()
-	dec := &modelStepper{m: m, image: image, groups: st.rowsPerImage(), cache: cache}
+	dec := &modelStepper{m: m, image: image, groups: rowsPerImage(st), cache: cache}
 	req := request{start: start, keys: keys, st: st, sepID: m.Config.Text.SepID, padID: m.Config.Text.PadID,
 		vocab: m.Config.Text.VocabSize}
 	var out [][]Sequence

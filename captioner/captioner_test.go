@@ -7,10 +7,11 @@ import (
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/internal/testutil/reference"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
-func tinyCaptioner(t testing.TB, st Settings) *Captioner {
+func tinyCaptioner(t testing.TB, st spec.Generation) *Captioner {
 	t.Helper()
 	m, err := blip.New(blip.Tiny(), blip.Parts{Vision: true, TextDecoder: true})
 	if err != nil {
@@ -35,7 +36,7 @@ func pixels(s *torch.Scope, seed uint64, b int64) *torch.Tensor {
 
 // An image's nucleus captions depend on (seed, key) alone, not on the batch around it.
 func TestImageGetsTheSameCaptionInAnyBatch(t *testing.T) {
-	st := NucleusDefaults()
+	st := spec.NucleusDefaults()
 	st.Seed, st.Samples = 42, 2
 	c := tinyCaptioner(t, st)
 	s := torch.NewScope()
@@ -62,7 +63,7 @@ func TestImageGetsTheSameCaptionInAnyBatch(t *testing.T) {
 	if all[2][0].Text == all[2][1].Text && all[0][0].Text == all[0][1].Text {
 		t.Fatal("two samples per image came out identical twice: the sample index does not seed the draw")
 	}
-	other := NucleusDefaults()
+	other := spec.NucleusDefaults()
 	other.Seed, other.Samples = 43, 2
 	c2 := tinyCaptioner(t, other)
 	reseeded, err := c2.CaptionPixels(context.Background(), px, keys)
@@ -81,7 +82,7 @@ func TestImageGetsTheSameCaptionInAnyBatch(t *testing.T) {
 }
 
 func TestCaptionTextDropsThePromptAndHonoursLengths(t *testing.T) {
-	st := NucleusDefaults()
+	st := spec.NucleusDefaults()
 	st.MinLength, st.MaxLength = 10, 12
 	c := tinyCaptioner(t, st)
 	s := torch.NewScope()
@@ -103,17 +104,5 @@ func TestCaptionTextDropsThePromptAndHonoursLengths(t *testing.T) {
 				t.Fatalf("[SEP] at %d below min length 10: %v", i, cp.IDs)
 			}
 		}
-	}
-}
-
-func TestSettingsAreValidatedByName(t *testing.T) {
-	bad := NucleusDefaults()
-	bad.TopP, bad.MinLength = 1.5, 40
-	err := bad.Validate()
-	if err == nil || !strings.Contains(err.Error(), "top-p 1.5") || !strings.Contains(err.Error(), "min-length 40") {
-		t.Fatalf("validate: %v", err)
-	}
-	if _, err := Defaults("topk"); err == nil {
-		t.Fatal("unknown mode must be an error")
 	}
 }

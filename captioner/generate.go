@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -33,7 +34,7 @@ type Sequence struct {
 type request struct {
 	start [][]int64 // per image; all the same length
 	keys  []string  // per image; seeds the sampler
-	st    Settings
+	st    spec.Generation
 	sepID int64
 	padID int64
 	vocab int
@@ -62,7 +63,7 @@ func generate(ctx context.Context, dec stepper, req request) ([][]Sequence, erro
 	if p >= req.st.MaxLength {
 		return nil, fmt.Errorf("generate: the %d start tokens leave no room below max length %d", p, req.st.MaxLength)
 	}
-	if req.st.Mode == Beam {
+	if req.st.Mode == spec.Beam {
 		return beamSearch(ctx, dec, req)
 	}
 	return sampleOrGreedy(ctx, dec, req)
@@ -70,7 +71,7 @@ func generate(ctx context.Context, dec stepper, req request) ([][]Sequence, erro
 
 func sampleOrGreedy(ctx context.Context, dec stepper, req request) ([][]Sequence, error) {
 	st := req.st
-	k := st.rowsPerImage()
+	k := rowsPerImage(st)
 	rows := len(req.start) * k
 	seqs := make([][]int64, rows)
 	rngs := make([]*rand.Rand, rows)
@@ -81,7 +82,7 @@ func sampleOrGreedy(ctx context.Context, dec stepper, req request) ([][]Sequence
 		img := r / k
 		seqs[r] = append([]int64(nil), req.start[img]...)
 		tokens = append(tokens, req.start[img]...)
-		if st.Mode == Nucleus {
+		if st.Mode == spec.Nucleus {
 			rngs[r] = rowRNG(st.Seed, req.keys[img], r%k)
 		}
 	}
@@ -132,7 +133,7 @@ func nextTokens(s *torch.Scope, dec stepper, req request, tokens []int64, rows, 
 	logits := raw.ToDType(torch.Float32)
 	scores := applyPenaltyAndMinLength(logits, seqs, st, req.sepID)
 	next := make([]int64, rows)
-	if st.Mode == Greedy {
+	if st.Mode == spec.Greedy {
 		ids, err := scores.Argmax(1, false).Int64s()
 		if err != nil {
 			return nil, nil, err
@@ -342,4 +343,15 @@ func beamStep(s *torch.Scope, dec stepper, req request, tokens []int64, rows, wi
 		return nil, nil, err
 	}
 	return top, flat, nil
+}
+
+// rowsPerImage is how many sequences are decoded together for one image.
+func rowsPerImage(st spec.Generation) int {
+	switch st.Mode {
+	case spec.Beam:
+		return st.NumBeams
+	case spec.Nucleus:
+		return st.Samples
+	}
+	return 1
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -43,12 +44,12 @@ func toy() *markov {
 	}}
 }
 
-func toyRequest(st Settings) request {
+func toyRequest(st spec.Generation) request {
 	return request{start: [][]int64{{2}}, keys: []string{"x"}, st: st, sepID: 1, padID: 0, vocab: 4}
 }
 
 func TestGreedyStopsAtSepAndHonoursMinLength(t *testing.T) {
-	st := GreedyDefaults()
+	st := spec.GreedyDefaults()
 	st.MaxLength = 6
 	out, err := generate(context.Background(), toy(), toyRequest(st))
 	if err != nil {
@@ -76,7 +77,7 @@ func TestRepetitionPenaltyChangesTheGreedyChoice(t *testing.T) {
 	// From "b": b 0.8 vs a/[SEP] 0.1. log 0.8 = -0.223; with penalty 20 on the seen "b":
 	// -4.46 < log 0.1 = -2.30, so "a" (token 2, the first of the tie with [SEP]... [SEP] is
 	// barred by min length) wins.
-	st := GreedyDefaults()
+	st := spec.GreedyDefaults()
 	st.MaxLength, st.MinLength, st.RepetitionPenalty = 3, 3, 20
 	req := toyRequest(st)
 	req.start = [][]int64{{3}}
@@ -99,7 +100,7 @@ func TestRepetitionPenaltyChangesTheGreedyChoice(t *testing.T) {
 // "a [SEP]" (score log .5 / 1) is beaten at max length by the open beam "a b b b"
 // (score (log .2 + 2 log .8) / 4), which ends without [SEP] since it reached max length.
 func TestBeamSearchFollowsTransformersRules(t *testing.T) {
-	st := BeamDefaults()
+	st := spec.BeamDefaults()
 	st.NumBeams, st.MaxLength, st.MinLength = 2, 4, 0
 	out, err := generate(context.Background(), toy(), toyRequest(st))
 	if err != nil {
@@ -133,7 +134,7 @@ func TestBeamSearchFollowsTransformersRules(t *testing.T) {
 }
 
 func TestNucleusSamplesAreSeededByImageKey(t *testing.T) {
-	st := NucleusDefaults()
+	st := spec.NucleusDefaults()
 	st.MaxLength, st.MinLength, st.Samples, st.RepetitionPenalty = 8, 0, 3, 1
 	run := func(keys ...string) [][]Sequence {
 		req := toyRequest(st)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/internal/testutil/reference"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -56,12 +57,12 @@ func TestGreedyAndBeamEqualTheReferenceTokenForToken(t *testing.T) {
 	for _, name := range []string{"tiny", "tiny-gen", "base"} {
 		t.Run(name, func(t *testing.T) {
 			rc := loadRefCase(t, name)
-			greedy := GreedyDefaults()
+			greedy := spec.GreedyDefaults()
 			greedy.MaxLength, greedy.MinLength = 20, 5
 			pen := greedy
 			pen.RepetitionPenalty = 1.1
-			beam := BeamDefaults()
-			for key, st := range map[string]Settings{"generate.greedy.ids": greedy, "generate.greedy_pen.ids": pen, "generate.beam3.ids": beam} {
+			beam := spec.BeamDefaults()
+			for key, st := range map[string]spec.Generation{"generate.greedy.ids": greedy, "generate.greedy_pen.ids": pen, "generate.beam3.ids": beam} {
 				seqs, err := Generate(context.Background(), rc.model, rc.image, rc.start, nil, st)
 				if err != nil {
 					t.Fatal(err)
@@ -97,7 +98,7 @@ func TestNucleusDistributionEqualsTheReference(t *testing.T) {
 	for _, name := range []string{"tiny", "tiny-gen", "base"} {
 		t.Run(name, func(t *testing.T) {
 			rc := loadRefCase(t, name)
-			st := NucleusDefaults()
+			st := spec.NucleusDefaults()
 			cache := rc.model.NewKVCache(st.MaxLength)
 			defer cache.Close()
 			dec := &modelStepper{m: rc.model, image: rc.image, groups: 1, cache: cache}

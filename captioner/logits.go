@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -13,7 +14,7 @@ import (
 //   - repetition penalty: every id already in a row's sequence, prompt included, once:
 //     score/p where score > 0, score·p otherwise;
 //   - minimum length: [SEP] is impossible while the sequence is shorter than MinLength.
-func applyPenaltyAndMinLength(scores *torch.Tensor, seqs [][]int64, st Settings, sepID int64) *torch.Tensor {
+func applyPenaltyAndMinLength(scores *torch.Tensor, seqs [][]int64, st spec.Generation, sepID int64) *torch.Tensor {
 	if err := scores.Err(); err != nil {
 		return scores
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -81,7 +82,7 @@ func TestTopKKeepsTiesAtTheBoundary(t *testing.T) {
 
 func TestPenaltyAndMinLengthRules(t *testing.T) {
 	scores := torch.FromFloat32([]float32{2, -2, 1, 0.5, 3}, 1, 5)
-	st := Settings{RepetitionPenalty: 2, MinLength: 4}
+	st := spec.Generation{RepetitionPenalty: 2, MinLength: 4}
 	// ids 0 and 1 appear (1 twice, penalised once), length 3 < min length 4: [SEP]=4 is out.
 	got, err := applyPenaltyAndMinLength(scores, [][]int64{{0, 1, 1}}, st, 4).Float32s()
 	if err != nil {

@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,11 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capfilt/capfilt/coordinator"
 	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 )
 
@@ -27,10 +25,33 @@ func setup(t *testing.T) (*pipeline.Queue, *coordinator.Coordinator) {
 
 // runSettings are a run's settings as the coordinator sees them: it records the model
 // and generation settings without reading them.
-func runSettings(run string, inputs []string, output, model string) pipeline.RunSettings {
-	return pipeline.RunSettings{Run: run, Inputs: inputs, Output: output, Captioner: pipeline.ModelSpec{Path: model},
-		Filter: pipeline.ModelSpec{Path: model}, Generation: json.RawMessage(`{"mode":"nucleus","seed":7}`), Seed: 7,
-		Rule: pipeline.RuleSpec{Web: "itm>=0.5", Synthetic: "itm>=0.5"}}
+func runSettings(t *testing.T, run string, inputs []string, output, model string) pipeline.RunSettings {
+	t.Helper()
+	out, err := coordinator.OutputURL(output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := spec.NucleusDefaults()
+	gen.Seed = 7
+	return pipeline.RunSettings{Run: run, Inputs: inputs, Output: out, Captioner: pipeline.ModelSpec{Path: model},
+		Filter: pipeline.ModelSpec{Path: model}, Generation: gen, Rule: spec.DefaultRule(), Queue: pipelinetest.FastRetries()}
+}
+
+// fetch pulls up to n jobs for the test, as a worker would.
+func fetch(t *testing.T, q *pipeline.Queue, n int) []*pipeline.Delivery {
+	t.Helper()
+	var out []*pipeline.Delivery
+	for range n {
+		d, err := q.Fetch(context.Background(), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil {
+			break
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func touch(t *testing.T, paths ...string) {
@@ -70,7 +91,7 @@ func TestPlanRefusesInputsThatCannotMakeARun(t *testing.T) {
 		})
 	}
 	refs, err := c.Plan(context.Background(), []string{filepath.Join(dir, "a", "{00000..00001}.tar")})
-	if err != nil || len(refs) != 2 || refs[1].ID != "00001" || refs[1].URL != filepath.Join(dir, "a", "00001.tar") {
+	if err != nil || len(refs) != 2 || refs[1].ID != "00001" || refs[1].URL.String() != filepath.Join(dir, "a", "00001.tar") {
 		t.Fatalf("plan: %v %+v", err, refs)
 	}
 }
@@ -79,7 +100,7 @@ func TestSubmitRecordsTheRunAndOneJobPerShard(t *testing.T) {
 	q, c := setup(t)
 	in, out := t.TempDir(), t.TempDir()
 	touch(t, filepath.Join(in, "00000.tar"), filepath.Join(in, "00001.tar"), filepath.Join(in, "00002.tar"))
-	rs := runSettings("r1", []string{filepath.Join(in, "*.tar")}, out, "/models/blip")
+	rs := runSettings(t, "r1", []string{filepath.Join(in, "*.tar")}, out, "/models/blip")
 	sum, err := c.Submit(context.Background(), rs)
 	if err != nil || sum.Published != 3 || len(sum.Shards) != 3 {
 		t.Fatalf("submit: %v %+v", err, sum)
@@ -92,22 +113,17 @@ func TestSubmitRecordsTheRunAndOneJobPerShard(t *testing.T) {
 	if err != nil || len(states) != 3 || states["00001"].State != pipeline.Pending {
 		t.Fatalf("states %v %+v", err, states)
 	}
-	msgs, err := q.Consumer.Fetch(3, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]bool{}
-	for m := range msgs.Messages() {
-		job, err := pipeline.DecodeJob(m.Data())
+	for _, d := range fetch(t, q, 3) {
+		job, err := pipeline.DecodeJob(d.Data())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Subject() != "capfilt.jobs.r1" || m.Headers().Get(jetstream.MsgIDHeader) != "r1/"+job.Shard.ID ||
-			job.Output != out || job.Captioner != "/models/blip" || job.Seed != 7 {
-			t.Fatalf("job %+v on %s with id %q", job, m.Subject(), m.Headers().Get(jetstream.MsgIDHeader))
+		if d.Subject() != "capfilt.jobs.r1" || job.MsgID() != "r1/"+job.Shard.ID || job.Output.String() != out {
+			t.Fatalf("job %+v on %s", job, d.Subject())
 		}
 		seen[job.Shard.ID] = true
-		m.Ack()
+		d.Ack(context.Background())
 	}
 	if len(seen) != 3 {
 		t.Fatalf("jobs for %v", seen)
@@ -123,7 +139,7 @@ func TestSubmitRefusesAnUnwritableOutput(t *testing.T) {
 	touch(t, filepath.Join(in, "00000.tar"))
 	blocker := filepath.Join(t.TempDir(), "a-file")
 	touch(t, blocker)
-	rs := runSettings("r2", []string{filepath.Join(in, "00000.tar")}, filepath.Join(blocker, "out"), "/m")
+	rs := runSettings(t, "r2", []string{filepath.Join(in, "00000.tar")}, filepath.Join(blocker, "out"), "/m")
 	_, err := c.Submit(context.Background(), rs)
 	var inv *coordinator.InvalidError
 	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "not writable") {
@@ -132,7 +148,7 @@ func TestSubmitRefusesAnUnwritableOutput(t *testing.T) {
 	if n, _ := q.PendingJobs(context.Background(), "r2"); n != 0 {
 		t.Fatalf("%d jobs published for a run that cannot write", n)
 	}
-	if _, err := q.RunSettings(context.Background(), "r2"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := q.RunSettings(context.Background(), "r2"); !errors.Is(err, pipeline.ErrNotFound) {
 		t.Fatalf("settings recorded for a refused run: %v", err)
 	}
 }
@@ -141,7 +157,7 @@ func TestRetryTakesOnlyShardsWithoutAJob(t *testing.T) {
 	q, c := setup(t)
 	in, out := t.TempDir(), t.TempDir()
 	touch(t, filepath.Join(in, "00000.tar"), filepath.Join(in, "00001.tar"))
-	if _, err := c.Submit(context.Background(), runSettings("r3", []string{filepath.Join(in, "*.tar")}, out, "/m")); err != nil {
+	if _, err := c.Submit(context.Background(), runSettings(t, "r3", []string{filepath.Join(in, "*.tar")}, out, "/m")); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -157,16 +173,15 @@ func TestRetryTakesOnlyShardsWithoutAJob(t *testing.T) {
 	}
 
 	// A worker gave up on shard 1: its job left the stream and it is dead.
-	msgs, _ := q.Consumer.Fetch(2, jetstream.FetchMaxWait(2*time.Second))
-	for m := range msgs.Messages() {
-		job, _ := pipeline.DecodeJob(m.Data())
+	for _, d := range fetch(t, q, 2) {
+		job, _ := pipeline.DecodeJob(d.Data())
 		if job.Shard.ID == "00001" {
-			m.Term()
+			d.Term("test")
 			st, _, _ := q.ShardState(ctx, "r3", "00001")
 			st.State, st.Attempts, st.LastError = pipeline.Dead, 5, "attempt 5: bad tar"
 			q.PutShardState(ctx, st)
 		} else {
-			m.Nak()
+			d.Nak()
 		}
 	}
 	for _, name := range []string{"00001", filepath.Join(in, "00001.tar")} { // by id, then by input URL

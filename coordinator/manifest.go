@@ -56,7 +56,7 @@ func BuildManifest(rs pipeline.RunSettings, states map[string]pipeline.ShardStat
 			m.Shards = append(m.Shards, ManifestShard{ID: pipeline.ShardID(i, rs.Shards), State: pipeline.Pending})
 			continue
 		}
-		line := ManifestShard{ID: st.Shard.ID, Input: st.Shard.URL, State: st.State, Attempts: st.Attempts,
+		line := ManifestShard{ID: st.Shard.ID, Input: st.Shard.URL.String(), State: st.State, Attempts: st.Attempts,
 			Retry: st.Retry, Worker: st.Worker}
 		switch st.State {
 		case pipeline.Done:
@@ -93,10 +93,7 @@ func (c *Coordinator) WriteManifest(ctx context.Context, run string) (*Manifest,
 func (c *Coordinator) writeManifest(ctx context.Context, rs pipeline.RunSettings, states map[string]pipeline.ShardState) (*Manifest, error) {
 	run := rs.Run
 	m := BuildManifest(rs, states, c.version)
-	out, err := shards.ParseURL(rs.Output)
-	if err != nil {
-		return nil, fmt.Errorf("run %s: output %s: %w", run, rs.Output, err)
-	}
+	out := rs.Output
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest of run %s: %w", run, err)

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capfilt/capfilt/pipeline"
 )
 
@@ -32,7 +30,7 @@ func (c *Coordinator) Retry(ctx context.Context, req RetryRequest) ([]pipeline.S
 	}
 	rs, err := c.q.RunSettings(ctx, req.Run)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if errors.Is(err, pipeline.ErrNotFound) {
 			return nil, invalidf("no run %q on this NATS server", req.Run)
 		}
 		return nil, err
@@ -79,7 +77,7 @@ func findShard(states map[string]pipeline.ShardState, name string) (pipeline.Sha
 		return st, true
 	}
 	for _, st := range states {
-		if st.Shard.URL == name || st.Shard.Stem() == name || st.Shard.Stem()+".parquet" == name {
+		if st.Shard.URL.String() == name || st.Shard.Stem() == name || st.Shard.Stem()+".parquet" == name {
 			return st, true
 		}
 	}
@@ -100,12 +98,7 @@ func (c *Coordinator) retryShard(ctx context.Context, rs pipeline.RunSettings, s
 		return invalidf("shard %s of run %s changed while being retried (now %s)", st.Shard.ID, rs.Run, cur.State)
 	}
 	n := cur.Retry + 1
-	data, err := pipeline.EncodeJob(jobFor(rs, st.Shard, n))
-	if err != nil {
-		return err
-	}
-	if _, err := c.q.JS.Publish(ctx, pipeline.JobSubject(rs.Run), data,
-		jetstream.WithMsgID(pipeline.RetryMsgID(rs.Run, st.Shard.ID, n))); err != nil {
+	if _, err := c.q.PublishJob(ctx, jobFor(rs, st.Shard, n)); err != nil {
 		return fmt.Errorf("publish retry %d of shard %s: %w", n, st.Shard.ID, err)
 	}
 	next := pipeline.ShardState{Run: rs.Run, Shard: st.Shard, State: pipeline.Pending, Retry: n,

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capfilt/capfilt/pipeline"
 )
 
@@ -102,7 +100,7 @@ func Summarize(rs pipeline.RunSettings, states map[string]pipeline.ShardState, n
 func (c *Coordinator) Status(ctx context.Context, run string) (*RunStatus, error) {
 	rs, err := c.q.RunSettings(ctx, run)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if errors.Is(err, pipeline.ErrNotFound) {
 			return nil, invalidf("no run %q on this NATS server", run)
 		}
 		return nil, err

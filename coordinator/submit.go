@@ -2,15 +2,13 @@ package coordinator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
@@ -81,11 +79,7 @@ func (c *Coordinator) Plan(ctx context.Context, inputs []string) ([]pipeline.Sha
 			return nil, invalidf("input %s: %v", pattern, err)
 		}
 		for _, u := range us {
-			if u.Scheme == shards.SchemeFile {
-				if abs, err := filepath.Abs(u.Path); err == nil {
-					u.Path = abs // workers may run in another directory
-				}
-			}
+			u = absolute(u)
 			if seen[u] {
 				continue
 			}
@@ -108,7 +102,7 @@ func (c *Coordinator) Plan(ctx context.Context, inputs []string) ([]pipeline.Sha
 	}
 	refs := make([]pipeline.ShardRef, len(urls))
 	for i, u := range urls {
-		refs[i] = pipeline.ShardRef{Index: i, ID: pipeline.ShardID(i, len(urls)), URL: u.String()}
+		refs[i] = pipeline.ShardRef{Index: i, ID: pipeline.ShardID(i, len(urls)), URL: u}
 	}
 	return refs, nil
 }
@@ -168,32 +162,41 @@ func (c *Coordinator) checkWritable(ctx context.Context, out shards.URL, run str
 	return nil
 }
 
-// OutputURL parses and normalises an output prefix (absolute for local paths).
+// OutputURL parses and normalises an output prefix as a user wrote it.
 func OutputURL(s string) (shards.URL, error) {
 	u, err := shards.ParseURL(s)
 	if err != nil {
 		return u, invalidf("output %s: %v", s, err)
 	}
+	return absolute(u), nil
+}
+
+// absolute makes a local path absolute: workers may run in another directory.
+func absolute(u shards.URL) shards.URL {
 	if u.Scheme == shards.SchemeFile {
 		if abs, err := filepath.Abs(u.Path); err == nil {
+			if strings.HasSuffix(u.Path, "/") && abs != "/" {
+				abs += "/"
+			}
 			u.Path = abs
 		}
 	}
-	return u, nil
+	return u
 }
 
 // Submit records a run's settings and publishes one job per shard. Submitting a run again
 // with the same settings publishes only the jobs of shards that have none yet (none, when
 // the first submit finished); other settings under the same name are refused.
 func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*SubmitSummary, error) {
-	if err := pipeline.ValidateRunName(rs.Run); err != nil {
+	rs.Queue = rs.Queue.WithDefaults()
+	if err := rs.Validate(); err != nil {
 		return nil, &InvalidError{Err: err}
 	}
-	out, err := OutputURL(rs.Output)
-	if err != nil {
-		return nil, err
+	if rs.Output.IsZero() {
+		return nil, invalidf("no output given")
 	}
-	rs.Output = out.String()
+	rs.Output = absolute(rs.Output)
+	out := rs.Output
 	refs, err := c.Plan(ctx, rs.Inputs)
 	if err != nil {
 		return nil, err
@@ -245,17 +248,13 @@ func (c *Coordinator) recordSettings(ctx context.Context, rs pipeline.RunSetting
 				return prev, invalidf("run %s was submitted before with other %s; use another run name", rs.Run, diff)
 			}
 			return prev, nil
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
+		case !errors.Is(err, pipeline.ErrNotFound):
 			return rs, err
 		}
-		data, err := encodeSettings(rs)
-		if err != nil {
-			return rs, err
-		}
-		if _, err := c.q.Runs.Create(ctx, rs.Run, data); err == nil {
+		if err := c.q.CreateRunSettings(ctx, rs); err == nil {
 			return rs, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
-			return rs, fmt.Errorf("record settings of run %s: %w", rs.Run, err)
+		} else if !errors.Is(err, pipeline.ErrExists) {
+			return rs, err
 		}
 		// Another submit of the same run got there first: compare with its settings.
 	}
@@ -265,53 +264,26 @@ func (c *Coordinator) recordSettings(ctx context.Context, rs pipeline.RunSetting
 // publish sends the jobs of refs and records them as pending. It returns how many the
 // stream took as new (a message id it had seen inside its dedup window is not).
 func (c *Coordinator) publish(ctx context.Context, rs pipeline.RunSettings, refs []pipeline.ShardRef) (int, error) {
-	type pending struct {
-		ref pipeline.ShardRef
-		ack jetstream.PubAckFuture
+	jobs := make([]pipeline.Job, len(refs))
+	for i, r := range refs {
+		jobs[i] = jobFor(rs, r, 0)
 	}
-	var futures []pending
-	for _, r := range refs {
-		data, err := pipeline.EncodeJob(jobFor(rs, r, 0))
-		if err != nil {
-			return 0, err
-		}
-		f, err := c.q.JS.PublishAsync(pipeline.JobSubject(rs.Run), data, jetstream.WithMsgID(pipeline.MsgID(rs.Run, r.ID)))
-		if err != nil {
-			return 0, fmt.Errorf("publish job of shard %s: %w", r.URL, err)
-		}
-		futures = append(futures, pending{r, f})
-	}
+	fresh, perr := c.q.PublishJobs(ctx, jobs)
 	published := 0
 	now := time.Now().UTC()
-	for _, p := range futures {
-		select {
-		case ack := <-p.ack.Ok():
-			if !ack.Duplicate {
-				published++
-			}
-		case err := <-p.ack.Err():
-			return published, fmt.Errorf("publish job of shard %s: %w", p.ref.URL, err)
-		case <-ctx.Done():
-			return published, ctx.Err()
+	for i, isNew := range fresh {
+		if isNew {
+			published++
 		}
-		st := pipeline.ShardState{Run: rs.Run, Shard: p.ref, State: pipeline.Pending, SubmittedAt: now}
+		st := pipeline.ShardState{Run: rs.Run, Shard: refs[i], State: pipeline.Pending, SubmittedAt: now}
 		// A worker that already took the job has written a newer state: keep it.
-		if err := c.q.CreateShardState(ctx, st); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return published, fmt.Errorf("record shard %s as pending: %w", p.ref.URL, err)
+		if err := c.q.CreateShardState(ctx, st); err != nil && !errors.Is(err, pipeline.ErrExists) {
+			return published, fmt.Errorf("record shard %s as pending: %w", refs[i].URL, err)
 		}
 	}
-	return published, nil
-}
-
-func encodeSettings(rs pipeline.RunSettings) ([]byte, error) {
-	data, err := json.Marshal(rs)
-	if err != nil {
-		return nil, fmt.Errorf("encode settings of run %s: %w", rs.Run, err)
-	}
-	return data, nil
+	return published, perr
 }
 
 func jobFor(rs pipeline.RunSettings, r pipeline.ShardRef, retry int) pipeline.Job {
-	return pipeline.Job{Run: rs.Run, Shard: r, Output: rs.Output, Captioner: rs.Captioner.Path, Filter: rs.Filter.Path,
-		Seed: rs.Seed, Retry: retry}
+	return pipeline.Job{Run: rs.Run, Shard: r, Output: rs.Output, Retry: retry}
 }

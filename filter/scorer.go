@@ -5,11 +5,19 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capfilt/capfilt/blip/tokenizer"
-
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/blip/tokenizer"
 	"github.com/capfilt/capfilt/torch"
 )
+
+// Score is what the filter measures of one (image, caption) pair; spec.AcceptRule decides
+// on it.
+type Score struct {
+	// ITM is the match probability: softmax of the ITM head's logits on [ENC], class 1.
+	ITM float32 `json:"itm"`
+	// ITC is the cosine of the normalised projected [CLS] features (no temperature).
+	ITC float32 `json:"itc"`
+}
 
 // Options shape the text the filter reads.
 type Options struct {

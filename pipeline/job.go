@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 )
 
@@ -17,33 +19,32 @@ type ShardRef struct {
 	Index int `json:"index"`
 	// ID is the shard's name in message ids and KV keys (ShardID of Index).
 	ID string `json:"id"`
-	// URL is where the shard is read from.
-	URL string `json:"url"`
+	// URL is where the shard is read from, parsed once when the run was planned.
+	URL shards.URL `json:"url"`
 }
 
 // Stem is the name the shard's outputs are derived from (OUT/<stem>.parquet).
-func (r ShardRef) Stem() string {
-	u, err := shards.ParseURL(r.URL)
-	if err != nil {
-		return r.ID
-	}
-	return u.Stem()
-}
+func (r ShardRef) Stem() string { return r.URL.Stem() }
 
 // Job is one message on the work queue: process one shard of a run. The run's settings
-// (models, rule, generation) live in the runs KV bucket, so every worker uses the same
-// ones and a job stays small.
+// (models, rule, generation, queue) live in the runs KV bucket, so every worker uses the
+// same ones and a job stays small.
 type Job struct {
-	Run    string   `json:"run"`
-	Shard  ShardRef `json:"shard"`
-	Output string   `json:"output"`
-	// Captioner and Filter are the model ids of the run, for logs and quick checks.
-	Captioner string `json:"captioner"`
-	Filter    string `json:"filter"`
-	Seed      uint64 `json:"seed"`
+	Run    string     `json:"run"`
+	Shard  ShardRef   `json:"shard"`
+	Output shards.URL `json:"output"`
 	// Retry is 0 for the job submit published and n for the n-th `capfilt retry`; a
 	// worker drops a job older than the shard's state says is current.
 	Retry int `json:"retry"`
+}
+
+// MsgID is the job's JetStream message id: the stream drops a second publish of the same
+// id inside its dedup window, so a re-submit (or a repeated retry) is a no-op.
+func (j Job) MsgID() string {
+	if j.Retry == 0 {
+		return MsgID(j.Run, j.Shard.ID)
+	}
+	return RetryMsgID(j.Run, j.Shard.ID, j.Retry)
 }
 
 // EncodeJob is the JSON a job travels as.
@@ -60,9 +61,9 @@ func DecodeJob(data []byte) (Job, error) {
 	switch {
 	case ValidateRunName(j.Run) != nil:
 		return j, fmt.Errorf("decode job: %w", ValidateRunName(j.Run))
-	case j.Shard.ID == "" || j.Shard.URL == "":
+	case j.Shard.ID == "" || j.Shard.URL.IsZero():
 		return j, errors.New("decode job: no shard id or url")
-	case j.Output == "":
+	case j.Output.IsZero():
 		return j, errors.New("decode job: no output")
 	}
 	return j, nil
@@ -75,63 +76,62 @@ type ModelSpec struct {
 	Tokenizer string `json:"tokenizer,omitempty"`
 }
 
-// RuleSpec is the accept rule in the text form filter.ParseCondition reads ("itm>=0.5",
-// "itm>=0.5,itc>=0.3"); JSON has no NaN, which the rule uses for "no ITC bar".
-type RuleSpec struct {
-	Web         string `json:"web"`
-	Synthetic   string `json:"synthetic"`
-	FilterHuman bool   `json:"filter_human,omitempty"`
-}
-
 // RunSettings is everything that decides a run's output. submit records it in the runs
 // bucket; every worker reads it from there, so all shards are made the same way.
 type RunSettings struct {
-	Run    string   `json:"run"`
-	Inputs []string `json:"inputs"` // the patterns as given
-	Output string   `json:"output"`
-	Shards int      `json:"shards"` // how many shards the inputs expanded to
+	Run    string     `json:"run"`
+	Inputs []string   `json:"inputs"` // the patterns as given
+	Output shards.URL `json:"output"`
+	Shards int        `json:"shards"` // how many shards the inputs expanded to
 
 	Captioner ModelSpec `json:"captioner"`
 	Filter    ModelSpec `json:"filter"`
-	// Generation is the captioner's settings (captioner.Settings as JSON, seed included);
-	// pipeline keeps it opaque so that it imports no model code.
-	Generation json.RawMessage `json:"generation"`
-	Rule       RuleSpec        `json:"rule"`
+
+	Generation spec.Generation `json:"generation"`
+	Rule       spec.AcceptRule `json:"rule"`
+	// Queue is how the run's jobs are retried: workers nak a failed shard with its
+	// backoff and end it after its attempts. The ack wait is the server's, set by the
+	// latest submit (JetStream holds one per consumer).
+	Queue spec.Queue `json:"queue"`
 
 	Columns      shards.ParquetColumns `json:"columns"`
 	MaxPixels    int64                 `json:"max_pixels,omitempty"`
 	OmitImages   bool                  `json:"omit_images,omitempty"`
 	WithRejected bool                  `json:"with_rejected,omitempty"`
 
-	Seed uint64 `json:"seed"` // copied from Generation for jobs and the manifest
-
 	// Bookkeeping, not compared between submits.
 	Version     string    `json:"version,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
 }
 
+// Validate checks the typed settings a run records (Problems errors name each one).
+func (r RunSettings) Validate() error {
+	var errs []error
+	for _, err := range []error{ValidateRunName(r.Run), r.Generation.Validate(), r.Rule.Validate(), r.Queue.Validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.MaxPixels < 0 {
+		errs = append(errs, spec.Problems{{Setting: "max-pixels", Value: strconv.FormatInt(r.MaxPixels, 10), Reason: "must be 0 (the default limit) or more"}})
+	}
+	return errors.Join(errs...)
+}
+
 // Differences names the settings in which o differs from r ("" when the two would make
 // the same output), so that a re-submit with other settings is refused with its reason.
 func (r RunSettings) Differences(o RunSettings) string {
-	norm := func(s RunSettings) RunSettings {
-		s.Version, s.SubmittedAt = "", time.Time{}
-		if g, err := compactJSON(s.Generation); err == nil {
-			s.Generation = g
-		}
-		return s
-	}
-	a, b := norm(r), norm(o)
 	var diffs []string
 	for _, f := range []struct {
 		name string
 		x, y any
 	}{
-		{"inputs", a.Inputs, b.Inputs}, {"output", a.Output, b.Output}, {"shards", a.Shards, b.Shards},
-		{"captioner model", a.Captioner, b.Captioner}, {"filter model", a.Filter, b.Filter},
-		{"generation settings", string(a.Generation), string(b.Generation)}, {"accept rule", a.Rule, b.Rule},
-		{"parquet columns", a.Columns, b.Columns}, {"max pixels", a.MaxPixels, b.MaxPixels},
-		{"omit images", a.OmitImages, b.OmitImages}, {"with rejected", a.WithRejected, b.WithRejected},
-		{"seed", a.Seed, b.Seed},
+		{"inputs", r.Inputs, o.Inputs}, {"output", r.Output, o.Output}, {"shards", r.Shards, o.Shards},
+		{"captioner model", r.Captioner, o.Captioner}, {"filter model", r.Filter, o.Filter},
+		{"generation settings", r.Generation, o.Generation}, {"accept rule", r.Rule, o.Rule},
+		{"queue settings", r.Queue.WithDefaults(), o.Queue.WithDefaults()},
+		{"parquet columns", r.Columns, o.Columns}, {"max pixels", r.MaxPixels, o.MaxPixels},
+		{"omit images", r.OmitImages, o.OmitImages}, {"with rejected", r.WithRejected, o.WithRejected},
 	} {
 		x, _ := json.Marshal(f.x)
 		y, _ := json.Marshal(f.y)
@@ -140,17 +140,6 @@ func (r RunSettings) Differences(o RunSettings) string {
 		}
 	}
 	return strings.Join(diffs, ", ")
-}
-
-func compactJSON(raw json.RawMessage) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	if len(raw) == 0 {
-		return raw, nil
-	}
-	if err := json.Compact(&buf, raw); err != nil {
-		return raw, err
-	}
-	return buf.Bytes(), nil
 }
 
 // State is where a shard is in its life.

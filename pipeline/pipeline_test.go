@@ -3,7 +3,11 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +15,8 @@ import (
 
 	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
+	"github.com/capfilt/capfilt/shards"
 )
 
 func TestNamesAreSafeForSubjectsKeysAndFiles(t *testing.T) {
@@ -36,31 +42,67 @@ func TestNamesAreSafeForSubjectsKeysAndFiles(t *testing.T) {
 }
 
 func TestDecodeJobRefusesWhatNoWorkerCanDo(t *testing.T) {
-	good := pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: "s3://b/0.tar"}, Output: "s3://b/out"}
+	in, _ := shards.ParseURL("s3://b/0.tar")
+	out, _ := shards.ParseURL("s3://b/out")
+	good := pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: in}, Output: out}
 	data, _ := pipeline.EncodeJob(good)
-	if j, err := pipeline.DecodeJob(data); err != nil || j.Shard.URL != good.Shard.URL {
+	// URLs travel as the strings a user writes, parsed once.
+	if !strings.Contains(string(data), `"url":"s3://b/0.tar"`) || !strings.Contains(string(data), `"output":"s3://b/out"`) {
+		t.Fatalf("job json %s", data)
+	}
+	if j, err := pipeline.DecodeJob(data); err != nil || j != good {
 		t.Fatalf("good job: %+v %v", j, err)
 	}
 	for _, bad := range []string{`{`, `{"run":"r"}`, `{"run":"a b","shard":{"id":"0","url":"x"},"output":"o"}`,
-		`{"run":"r","shard":{"id":"0","url":"x"},"output":"o","extra":1}`} {
+		`{"run":"r","shard":{"id":"0","url":"x"},"output":"o","extra":1}`, `{"run":"r","shard":{"id":"0","url":"s3:/x"},"output":"o"}`,
+		`{"run":"r","shard":{"id":"0","url":"x"},"output":""}`} {
 		if _, err := pipeline.DecodeJob([]byte(bad)); err == nil {
 			t.Errorf("job %s decoded", bad)
 		}
 	}
+	if good.MsgID() != "r/00000" {
+		t.Errorf("first job's id %s", good.MsgID())
+	}
+	good.Retry = 2
+	if good.MsgID() != "r/00000/retry-2" {
+		t.Errorf("retry's id %s", good.MsgID())
+	}
 }
 
-func TestSettingsDifferencesNameWhatChanged(t *testing.T) {
-	a := pipeline.RunSettings{Run: "r", Inputs: []string{"x"}, Output: "o", Generation: json.RawMessage(`{"seed": 1}`),
-		Rule: pipeline.RuleSpec{Web: "itm>=0.5"}, SubmittedAt: time.Now()}
-	b := a
-	b.Generation = json.RawMessage(`{"seed":1}`) // the same JSON, spaced differently
-	b.SubmittedAt, b.Version = time.Time{}, "other"
-	if d := a.Differences(b); d != "" {
-		t.Fatalf("same settings differ in %q", d)
+func TestRunSettingsTravelTypedAndDifferencesNameWhatChanged(t *testing.T) {
+	out, _ := shards.ParseURL("/tmp/o")
+	a := pipeline.RunSettings{Run: "r", Inputs: []string{"x"}, Output: out, Generation: spec.NucleusDefaults(),
+		Rule: spec.DefaultRule(), Queue: spec.DefaultQueue(), SubmittedAt: time.Now().UTC()}
+	data, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.Output, b.Rule.Web = "o2", "itm>=0.6"
-	if d := a.Differences(b); d != "output, accept rule" {
+	for _, want := range []string{`"output":"/tmp/o"`, `"top_p":0.9`, `"web":"itm\u003e=0.5"`, `"backoff":"5s,30s,2m0s,5m0s"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("settings json lacks %s: %s", want, data)
+		}
+	}
+	var b pipeline.RunSettings
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	b.Version = "other"
+	if d := a.Differences(b); d != "" {
+		t.Fatalf("the same settings read back differ in %q", d)
+	}
+	b.Output = out.Join("2")
+	b.Rule.Web = spec.ITMOnly(0.6)
+	b.Generation.Seed = 9
+	b.Queue.MaxDeliver = 2
+	if d := a.Differences(b); d != "output, generation settings, accept rule, queue settings" {
 		t.Fatalf("differences %q", d)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatalf("valid settings: %v", err)
+	}
+	a.Generation.TopP, a.MaxPixels = 2, -1
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "top-p 2") || !strings.Contains(err.Error(), "max-pixels -1") {
+		t.Fatalf("invalid settings: %v", err)
 	}
 }
 
@@ -71,32 +113,108 @@ func TestQueueSettingsLiveOnTheServer(t *testing.T) {
 	if _, err := pipeline.OpenQueue(ctx, js); err != pipeline.ErrNoQueue {
 		t.Fatalf("open before any submit: %v", err)
 	}
-	cfg := pipeline.QueueConfig{AckWait: 3 * time.Second, MaxDeliver: 4, Backoff: []time.Duration{time.Second, time.Minute}}
-	if _, err := pipeline.EnsureQueue(ctx, js, cfg); err != nil {
+	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{AckWait: 3 * time.Second, DedupWindow: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := pipeline.OpenQueue(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := q.Config
-	if got.AckWait != 3*time.Second || got.MaxDeliver != 4 || len(got.Backoff) != 2 || got.BackoffAfter(1) != time.Second ||
-		got.BackoffAfter(9) != time.Minute {
+	if got := q.Config(); got.AckWait != 3*time.Second || got.DedupWindow != time.Hour || got.Replicas != 1 {
 		t.Fatalf("config read back %+v", got)
 	}
 	// A later submit changes the settings: a running process reads the new ones.
 	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{AckWait: 9 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if now, err := q.ReadConfig(ctx); err != nil || now.AckWait != 9*time.Second || now.MaxDeliver != pipeline.DefaultMaxDeliver {
+	if now, err := q.ReadConfig(ctx); err != nil || now.AckWait != 9*time.Second {
 		t.Fatalf("settings re-read %+v (%v)", now, err)
 	}
-	info, err := q.Stream.Info(ctx)
-	if err != nil || info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Duplicates != pipeline.DefaultDedupWindow {
-		t.Fatalf("stream %+v %v", info, err)
+	stream, err := js.Stream(ctx, pipeline.StreamName)
+	if err != nil || stream.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+		t.Fatalf("stream %v", err)
 	}
-	if ci := q.Consumer.CachedInfo().Config; ci.MaxDeliver != pipeline.DefaultMaxDeliver+1 || ci.AckPolicy != jetstream.AckExplicitPolicy {
-		t.Fatalf("consumer max deliver %d (one past the attempts), ack policy %v", ci.MaxDeliver, ci.AckPolicy)
+	// Attempts are each run's own: the server delivers without a limit, workers count.
+	cons, err := js.Consumer(ctx, pipeline.StreamName, pipeline.ConsumerName)
+	if ci := cons.CachedInfo().Config; err != nil || ci.MaxDeliver != -1 || ci.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Fatalf("consumer max deliver %d, ack policy %v (%v)", ci.MaxDeliver, ci.AckPolicy, err)
+	}
+}
+
+func testJob(t *testing.T, run, shard string) pipeline.Job {
+	t.Helper()
+	u, err := shards.ParseURL("/in/" + shard + ".tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pipeline.Job{Run: run, Shard: pipeline.ShardRef{ID: shard, URL: u}, Output: u.Join("..", "out")}
+}
+
+func TestJobsAreFetchedSettledAndPublishedOnce(t *testing.T) {
+	n := pipelinetest.StartNATS(t)
+	q := n.EnsureQueue(t)
+	ctx := context.Background()
+	jobs := []pipeline.Job{testJob(t, "r", "00000"), testJob(t, "r", "00001")}
+	fresh, err := q.PublishJobs(ctx, jobs)
+	if err != nil || len(fresh) != 2 || !fresh[0] || !fresh[1] {
+		t.Fatalf("publish %v (%v)", fresh, err)
+	}
+	if fresh, err := q.PublishJobs(ctx, jobs[:1]); err != nil || fresh[0] {
+		t.Fatalf("the same id again must be a duplicate: %v (%v)", fresh, err)
+	}
+	d, err := q.Fetch(ctx, time.Second)
+	if err != nil || d == nil || d.Attempt() != 1 || d.Subject() != pipeline.JobSubject("r") {
+		t.Fatalf("fetch %+v (%v)", d, err)
+	}
+	first, err := pipeline.DecodeJob(d.Data())
+	if err != nil || first != jobs[0] {
+		t.Fatalf("job %+v (%v)", first, err)
+	}
+	if err := d.NakAfter(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		shard   string
+		attempt int
+	}{{"00001", 1}, {"00000", 2}} {
+		d, err := q.Fetch(ctx, 2*time.Second)
+		if err != nil || d == nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		j, _ := pipeline.DecodeJob(d.Data())
+		if j.Shard.ID != want.shard || d.Attempt() != want.attempt {
+			t.Fatalf("got shard %s attempt %d, want %s attempt %d", j.Shard.ID, d.Attempt(), want.shard, want.attempt)
+		}
+		if want.shard == "00001" {
+			err = d.Ack(ctx)
+			if err == nil {
+				err = d.Ack(ctx) // a second ack is no error
+			}
+		} else {
+			err = d.Term("test")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPending(t, q, "r", 0)
+	if d, err := q.Fetch(ctx, 200*time.Millisecond); d != nil {
+		t.Fatalf("fetch from an empty queue: %+v (%v)", d, err)
+	}
+}
+
+func waitPending(t *testing.T, q *pipeline.Queue, run string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := q.PendingJobs(context.Background(), run)
+		if err == nil && n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs of run %s pending (%v), want %d", n, run, err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -104,11 +222,15 @@ func TestEmbeddedServerKeepsJobsAcrossARestart(t *testing.T) {
 	n := pipelinetest.StartNATS(t)
 	q := n.EnsureQueue(t)
 	ctx := context.Background()
-	if _, err := q.JS.Publish(ctx, pipeline.JobSubject("r"), []byte(`{}`), jetstream.WithMsgID("r/00000")); err != nil {
+	job := testJob(t, "r", "00000")
+	if _, err := q.PublishJob(ctx, job); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Runs.Put(ctx, "r", []byte(`{"run":"r"}`)); err != nil {
+	if err := q.CreateRunSettings(ctx, pipeline.RunSettings{Run: "r", Generation: spec.NucleusDefaults()}); err != nil {
 		t.Fatal(err)
+	}
+	if err := q.CreateRunSettings(ctx, pipeline.RunSettings{Run: "r"}); !errors.Is(err, pipeline.ErrExists) {
+		t.Fatalf("second create: %v", err)
 	}
 	n.Restart(t)
 	if filepath.Base(n.StoreDir) != "jetstream" {
@@ -122,12 +244,32 @@ func TestEmbeddedServerKeepsJobsAcrossARestart(t *testing.T) {
 	if jobs, err := q2.PendingJobs(ctx, "r"); err != nil || jobs != 1 {
 		t.Fatalf("%d jobs after the restart (%v)", jobs, err)
 	}
-	if _, err := q2.Runs.Get(ctx, "r"); err != nil {
-		t.Fatalf("run settings after the restart: %v", err)
+	if rs, err := q2.RunSettings(ctx, "r"); err != nil || rs.Generation != spec.NucleusDefaults() {
+		t.Fatalf("run settings after the restart: %+v %v", rs, err)
+	}
+	if _, err := q2.RunSettings(ctx, "nobody"); !errors.Is(err, pipeline.ErrNotFound) {
+		t.Fatalf("unknown run: %v", err)
 	}
 	// The dedup window survives too: the same id is still a duplicate.
-	ack, err := js.Publish(ctx, pipeline.JobSubject("r"), []byte(`{}`), jetstream.WithMsgID("r/00000"))
-	if err != nil || !ack.Duplicate {
-		t.Fatalf("re-publish after restart: %+v %v", ack, err)
+	if fresh, err := q2.PublishJob(ctx, job); err != nil || fresh {
+		t.Fatalf("re-publish after restart: fresh %v (%v)", fresh, err)
+	}
+}
+
+func TestEmbeddedServerOnAPortInUseFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	began := time.Now()
+	s, err := pipeline.StartEmbeddedServer(pipeline.ServerConfig{StoreDir: t.TempDir(), Port: port})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("a server started on a port in use")
+	}
+	if d := time.Since(began); d > 3*time.Second || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Fatalf("after %v: %v; want an error naming port %d at once", d, err, port)
 	}
 }

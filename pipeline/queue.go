@@ -5,23 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
-// QueueConfig is how jobs are delivered. The defaults suit shards that take minutes.
+// QueueConfig is what the server holds for every run: the ack wait JetStream enforces on
+// the one consumer, and the stream's dedup window and replication. A run's attempts and
+// backoff are its own (RunSettings.Queue); workers apply them per job.
 type QueueConfig struct {
 	// AckWait is how long a job may go without a heartbeat before JetStream gives it to
 	// another worker (workers send one every AckWait/4 while they work).
 	AckWait time.Duration
-	// MaxDeliver is how many attempts a job gets before it is dead.
-	MaxDeliver int
-	// Backoff is the wait before attempt n+1 after attempt n failed (the last entry
-	// repeats).
-	Backoff []time.Duration
 	// DedupWindow is how long the stream remembers message ids. A re-submit after the
 	// window is still a no-op: submit checks the shards bucket before publishing.
 	DedupWindow time.Duration
@@ -29,26 +26,13 @@ type QueueConfig struct {
 	Replicas int
 }
 
-// Queue defaults.
-const (
-	DefaultAckWait     = 60 * time.Second
-	DefaultMaxDeliver  = 5
-	DefaultDedupWindow = 2 * time.Hour
-)
-
-// DefaultBackoff spaces the attempts of a failing job.
-var DefaultBackoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 5 * time.Minute}
+// DefaultDedupWindow is how long a job's message id is remembered by default.
+const DefaultDedupWindow = 2 * time.Hour
 
 // WithDefaults fills the zero fields.
 func (c QueueConfig) WithDefaults() QueueConfig {
 	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if len(c.Backoff) == 0 {
-		c.Backoff = DefaultBackoff
+		c.AckWait = spec.DefaultAckWait
 	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = DefaultDedupWindow
@@ -59,41 +43,36 @@ func (c QueueConfig) WithDefaults() QueueConfig {
 	return c
 }
 
-// BackoffAfter is the wait before redelivering a job whose attempt-th delivery failed.
-func (c QueueConfig) BackoffAfter(attempt int) time.Duration {
-	if len(c.Backoff) == 0 {
-		return 0
-	}
-	return c.Backoff[min(max(attempt-1, 0), len(c.Backoff)-1)]
-}
-
-// The consumer's metadata carries the settings JetStream does not hold itself, so that
-// every worker reads the same ones from the server.
-const (
-	metaMaxDeliver = "capfilt.max_deliver"
-	metaBackoff    = "capfilt.backoff"
-)
-
 // Queue is a run-independent handle on the stream, the workers' consumer and the two
-// buckets.
+// buckets. Its methods are every operation the coordinator and the workers need, so
+// that the NATS handles stay here.
 type Queue struct {
-	JS       jetstream.JetStream
-	Stream   jetstream.Stream
-	Consumer jetstream.Consumer
-	Shards   jetstream.KeyValue
-	Runs     jetstream.KeyValue
-	Config   QueueConfig
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	consumer jetstream.Consumer
+	shards   jetstream.KeyValue
+	runs     jetstream.KeyValue
+	config   QueueConfig
 }
 
-// ErrNoQueue means the server has no capfilt stream yet: nothing was ever submitted.
-var ErrNoQueue = errors.New("no capfilt job stream on this NATS server (nothing submitted yet)")
+// The errors callers tell apart, whatever NATS calls them.
+var (
+	// ErrNoQueue means the server has no capfilt stream yet: nothing was ever submitted.
+	ErrNoQueue = errors.New("no capfilt job stream on this NATS server (nothing submitted yet)")
+	// ErrNoJetStream means the server runs without JetStream.
+	ErrNoJetStream = jetstream.ErrJetStreamNotEnabled
+	// ErrNotFound means there is no such run or shard state.
+	ErrNotFound = jetstream.ErrKeyNotFound
+	// ErrExists means a create found a value already there.
+	ErrExists = jetstream.ErrKeyExists
+)
 
 // EnsureQueue creates the stream, the consumer and the buckets, or updates them to cfg.
 func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (*Queue, error) {
 	cfg = cfg.WithDefaults()
-	q := &Queue{JS: js, Config: cfg}
+	q := &Queue{js: js, config: cfg}
 	var err error
-	q.Stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "capfilt jobs: one message per shard to process",
 		Subjects:    []string{SubjectPrefix + ".>"},
@@ -106,21 +85,17 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
 	}
-	q.Consumer, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+	q.consumer, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "capfilt workers",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		FilterSubject: SubjectPrefix + ".>",
-		// One more delivery than attempts: a job whose last attempt died with its worker
-		// is delivered once more, only to be terminated and marked dead, instead of
-		// staying in the stream for ever. Workers enforce MaxDeliver themselves.
-		MaxDeliver: cfg.MaxDeliver + 1,
+		// Runs differ in their attempts, so the server delivers without a limit and the
+		// workers count: a job past its run's attempts is terminated and marked dead,
+		// also when the worker of its last attempt died without a word.
+		MaxDeliver: -1,
 		Replicas:   cfg.Replicas,
-		Metadata: map[string]string{
-			metaMaxDeliver: strconv.Itoa(cfg.MaxDeliver),
-			metaBackoff:    encodeDurations(cfg.Backoff),
-		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
@@ -129,7 +104,7 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (
 		dst  *jetstream.KeyValue
 		name string
 		desc string
-	}{{&q.Shards, ShardsBucket, "capfilt shard states"}, {&q.Runs, RunsBucket, "capfilt run settings"}} {
+	}{{&q.shards, ShardsBucket, "capfilt shard states"}, {&q.runs, RunsBucket, "capfilt run settings"}} {
 		*b.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: b.name, Description: b.desc, History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		})
@@ -143,86 +118,52 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (
 // OpenQueue binds to the stream, consumer and buckets a submit made, and reads the queue
 // settings from the consumer. It returns ErrNoQueue when there are none.
 func OpenQueue(ctx context.Context, js jetstream.JetStream) (*Queue, error) {
-	q := &Queue{JS: js}
+	q := &Queue{js: js}
 	var err error
-	if q.Stream, err = js.Stream(ctx, StreamName); err != nil {
+	if q.stream, err = js.Stream(ctx, StreamName); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, ErrNoQueue
 		}
 		return nil, fmt.Errorf("open stream %s: %w", StreamName, err)
 	}
-	if q.Consumer, err = js.Consumer(ctx, StreamName, ConsumerName); err != nil {
+	if q.consumer, err = js.Consumer(ctx, StreamName, ConsumerName); err != nil {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, ErrNoQueue
 		}
 		return nil, fmt.Errorf("open consumer %s: %w", ConsumerName, err)
 	}
-	if q.Config, err = configFromConsumer(q.Consumer.CachedInfo().Config); err != nil {
-		return nil, err
-	}
-	if q.Shards, err = js.KeyValue(ctx, ShardsBucket); err != nil {
+	q.config = configOf(q.stream.CachedInfo().Config, q.consumer.CachedInfo().Config)
+	if q.shards, err = js.KeyValue(ctx, ShardsBucket); err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", ShardsBucket, err)
 	}
-	if q.Runs, err = js.KeyValue(ctx, RunsBucket); err != nil {
+	if q.runs, err = js.KeyValue(ctx, RunsBucket); err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", RunsBucket, err)
 	}
 	return q, nil
 }
 
-func configFromConsumer(cc jetstream.ConsumerConfig) (QueueConfig, error) {
-	c := QueueConfig{AckWait: cc.AckWait, MaxDeliver: cc.MaxDeliver - 1, Replicas: cc.Replicas}
-	if s, ok := cc.Metadata[metaMaxDeliver]; ok {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("consumer %s: metadata %s=%q is not a count", ConsumerName, metaMaxDeliver, s)
-		}
-		c.MaxDeliver = n
-	}
-	if s, ok := cc.Metadata[metaBackoff]; ok {
-		d, err := decodeDurations(s)
-		if err != nil {
-			return c, fmt.Errorf("consumer %s: metadata %s: %w", ConsumerName, metaBackoff, err)
-		}
-		c.Backoff = d
-	}
-	return c.WithDefaults(), nil
+func configOf(sc jetstream.StreamConfig, cc jetstream.ConsumerConfig) QueueConfig {
+	return QueueConfig{AckWait: cc.AckWait, DedupWindow: sc.Duplicates, Replicas: cc.Replicas}.WithDefaults()
 }
 
-func encodeDurations(ds []time.Duration) string {
-	s := make([]string, len(ds))
-	for i, d := range ds {
-		s[i] = d.String()
-	}
-	return strings.Join(s, ",")
-}
-
-func decodeDurations(s string) ([]time.Duration, error) {
-	var out []time.Duration
-	for _, f := range strings.Split(s, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(f))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
+// Config is the queue settings as they were when the queue was opened.
+func (q *Queue) Config() QueueConfig { return q.config }
 
 // ReadConfig reads the queue settings from the consumer as they are now: a later submit
 // may have changed them (EnsureQueue), and a heartbeat paced for an old, longer ack wait
 // would let JetStream hand a running job to a second worker.
 func (q *Queue) ReadConfig(ctx context.Context) (QueueConfig, error) {
-	info, err := q.Consumer.Info(ctx)
+	info, err := q.consumer.Info(ctx)
 	if err != nil {
 		return QueueConfig{}, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
 	}
-	return configFromConsumer(info.Config)
+	return configOf(q.stream.CachedInfo().Config, info.Config), nil
 }
 
-// RunSettings reads a run's settings; jetstream.ErrKeyNotFound when there is no such run.
+// RunSettings reads a run's settings; ErrNotFound when there is no such run.
 func (q *Queue) RunSettings(ctx context.Context, run string) (RunSettings, error) {
 	var rs RunSettings
-	e, err := q.Runs.Get(ctx, run)
+	e, err := q.runs.Get(ctx, run)
 	if err != nil {
 		return rs, fmt.Errorf("run %s: %w", run, err)
 	}
@@ -232,9 +173,22 @@ func (q *Queue) RunSettings(ctx context.Context, run string) (RunSettings, error
 	return rs, nil
 }
 
+// CreateRunSettings records a run's settings only if the run has none; ErrExists
+// otherwise.
+func (q *Queue) CreateRunSettings(ctx context.Context, rs RunSettings) error {
+	data, err := json.Marshal(rs)
+	if err != nil {
+		return fmt.Errorf("encode settings of run %s: %w", rs.Run, err)
+	}
+	if _, err := q.runs.Create(ctx, rs.Run, data); err != nil {
+		return fmt.Errorf("record settings of run %s: %w", rs.Run, err)
+	}
+	return nil
+}
+
 // ShardState reads one shard's state and its KV revision.
 func (q *Queue) ShardState(ctx context.Context, run, shardID string) (ShardState, uint64, error) {
-	e, err := q.Shards.Get(ctx, ShardKey(run, shardID))
+	e, err := q.shards.Get(ctx, ShardKey(run, shardID))
 	if err != nil {
 		return ShardState{}, 0, fmt.Errorf("shard %s of run %s: %w", shardID, run, err)
 	}
@@ -251,21 +205,20 @@ func (q *Queue) PutShardState(ctx context.Context, st ShardState) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.Shards.Put(ctx, ShardKey(st.Run, st.Shard.ID), data)
+	_, err = q.shards.Put(ctx, ShardKey(st.Run, st.Shard.ID), data)
 	if err != nil {
 		return fmt.Errorf("store state of shard %s of run %s: %w", st.Shard.ID, st.Run, err)
 	}
 	return nil
 }
 
-// CreateShardState stores a state only if the shard has none; jetstream.ErrKeyExists
-// otherwise.
+// CreateShardState stores a state only if the shard has none; ErrExists otherwise.
 func (q *Queue) CreateShardState(ctx context.Context, st ShardState) error {
 	data, err := encodeForKV(&st)
 	if err != nil {
 		return err
 	}
-	_, err = q.Shards.Create(ctx, ShardKey(st.Run, st.Shard.ID), data)
+	_, err = q.shards.Create(ctx, ShardKey(st.Run, st.Shard.ID), data)
 	return err
 }
 
@@ -275,7 +228,7 @@ func (q *Queue) UpdateShardState(ctx context.Context, st ShardState, rev uint64)
 	if err != nil {
 		return err
 	}
-	_, err = q.Shards.Update(ctx, ShardKey(st.Run, st.Shard.ID), data, rev)
+	_, err = q.shards.Update(ctx, ShardKey(st.Run, st.Shard.ID), data, rev)
 	return err
 }
 
@@ -289,7 +242,7 @@ func encodeForKV(st *ShardState) ([]byte, error) {
 
 // RunShardStates reads the state of every shard of a run that has one, by shard id.
 func (q *Queue) RunShardStates(ctx context.Context, run string) (map[string]ShardState, error) {
-	w, err := q.Shards.Watch(ctx, ShardKeys(run), jetstream.IgnoreDeletes())
+	w, err := q.shards.Watch(ctx, ShardKeys(run), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("read shard states of run %s: %w", run, err)
 	}
@@ -320,7 +273,7 @@ func (q *Queue) RunShardStates(ctx context.Context, run string) (map[string]Shar
 // so 0 means no worker will touch the run again.
 func (q *Queue) PendingJobs(ctx context.Context, run string) (uint64, error) {
 	subj := JobSubject(run)
-	info, err := q.Stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return 0, fmt.Errorf("count jobs of run %s: %w", run, err)
 	}

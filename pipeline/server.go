@@ -3,7 +3,9 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,6 +40,14 @@ func StartEmbeddedServer(cfg ServerConfig) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else {
+		// nats-server reports a port it cannot listen on only in its log and then never
+		// becomes ready: find out at once instead of after the 30 s wait below.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: cannot listen on %s:%d: %w", host, port, err)
+		}
+		ln.Close()
 	}
 	opts := &server.Options{
 		ServerName: "capfilt-embedded",

@@ -86,6 +86,24 @@ func (u URL) String() string {
 // IsZero reports whether u is the zero URL.
 func (u URL) IsZero() bool { return u == URL{} }
 
+// MarshalText writes the form ParseURL reads back, so a URL in a job or a state travels
+// as the string a user would write.
+func (u URL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// UnmarshalText parses with ParseURL; empty text is the zero URL.
+func (u *URL) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*u = URL{}
+		return nil
+	}
+	v, err := ParseURL(string(b))
+	if err != nil {
+		return err
+	}
+	*u = v
+	return nil
+}
+
 // Join appends path elements, like path.Join for keys and filepath.Join for local paths.
 func (u URL) Join(elem ...string) URL {
 	out := u

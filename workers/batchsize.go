@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-
-	"github.com/capfilt/capfilt/torch"
 )
 
 // BatchSizer holds a worker's model batch size. A batch that runs out of device memory
@@ -81,7 +79,7 @@ func LabelSplitting(ctx context.Context, lab Labeler, b Batch, sizer *BatchSizer
 		sizer.ran(b.Len())
 		return labels, nil
 	}
-	if !errors.Is(err, torch.ErrOutOfMemory) {
+	if !errors.Is(err, ErrOutOfMemory) {
 		return nil, err
 	}
 	if b.Len() == 1 {
@@ -113,7 +111,7 @@ func FindBatchSize(ctx context.Context, lab Labeler, start, limit int) (int, err
 		switch {
 		case err == nil:
 			return true, nil
-		case errors.Is(err, torch.ErrOutOfMemory):
+		case errors.Is(err, ErrOutOfMemory):
 			return false, nil
 		}
 		return false, fmt.Errorf("batch size probe of %d images: %w", n, err)
@@ -148,7 +146,7 @@ func FindBatchSize(ctx context.Context, lab Labeler, start, limit int) (int, err
 		}
 	}
 	if fit == 0 {
-		return 0, fmt.Errorf("not even one image fits the device: %w", torch.ErrOutOfMemory)
+		return 0, fmt.Errorf("not even one image fits the device: %w", ErrOutOfMemory)
 	}
 	return fit, nil
 }

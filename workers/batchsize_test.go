@@ -12,16 +12,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/synth"
-	"github.com/capfilt/capfilt/torch"
 	"github.com/capfilt/capfilt/workers"
 )
 
 // smallDevice is a model stage on a device that holds at most fits images per batch: a
 // bigger batch fails the way a CUDA out-of-memory does.
 type smallDevice struct {
-	workers.PassThrough
+	modelstage.PassThrough
 	fits int
 
 	mu    sync.Mutex
@@ -33,7 +33,7 @@ func (d *smallDevice) Label(ctx context.Context, b workers.Batch) ([]workers.Lab
 	d.tried = append(d.tried, b.Len())
 	d.mu.Unlock()
 	if b.Len() > d.fits {
-		return nil, fmt.Errorf("model stage: CUDA out of memory on %d images: %w", b.Len(), torch.ErrOutOfMemory)
+		return nil, fmt.Errorf("model stage: CUDA out of memory on %d images: %w", b.Len(), workers.ErrOutOfMemory)
 	}
 	return d.PassThrough.Label(ctx, b)
 }
@@ -55,7 +55,7 @@ func TestOutOfMemoryBatchIsSplitAndTheSizeThatFitIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.submit(t, w.settings(t, "oom"))
-	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 32}, fits: 5}
+	dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 32}, fits: 5}
 	reg := prometheus.NewRegistry()
 	metrics, err := workers.NewMetrics(reg)
 	if err != nil {
@@ -116,7 +116,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestSizeAfterOutOfMemoryIsTheLargestSeenToFit(t *testing.T) {
-	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 4}, fits: 5}
+	dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 4}, fits: 5}
 	sizer := workers.NewBatchSizer(4)
 	batch := func(n int) workers.Batch {
 		b := workers.Batch{Pixels: make([]float32, n*3*4*4), Size: 4}
@@ -136,11 +136,11 @@ func TestSizeAfterOutOfMemoryIsTheLargestSeenToFit(t *testing.T) {
 }
 
 func TestSingleImageThatDoesNotFitFailsTheBatch(t *testing.T) {
-	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 8}, fits: 0}
+	dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 8}, fits: 0}
 	b := workers.Batch{Pixels: make([]float32, 3*3*8*8), Keys: []string{"a", "b", "c"}, WebCaptions: []string{"x", "y", "z"}, Size: 8}
 	sizer := workers.NewBatchSizer(3)
 	_, err := workers.LabelSplitting(context.Background(), dev, b, sizer)
-	if err == nil || !errors.Is(err, torch.ErrOutOfMemory) {
+	if err == nil || !errors.Is(err, workers.ErrOutOfMemory) {
 		t.Fatalf("err %v", err)
 	}
 	if sizer.Size() != 1 {
@@ -162,10 +162,10 @@ func TestFindBatchSizeFindsTheLargestThatFits(t *testing.T) {
 		{"nothing fits", 0, 8, 512, 0, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dev := &smallDevice{PassThrough: workers.PassThrough{Side: 4}, fits: tc.fits}
+			dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 4}, fits: tc.fits}
 			got, err := workers.FindBatchSize(context.Background(), dev, tc.start, tc.limit)
 			if tc.wantErr {
-				if err == nil || !errors.Is(err, torch.ErrOutOfMemory) {
+				if err == nil || !errors.Is(err, workers.ErrOutOfMemory) {
 					t.Fatalf("got %d, err %v; want an out-of-memory error", got, err)
 				}
 				return
@@ -184,7 +184,7 @@ func TestAutomaticBatchSizeIsFoundAtTheFirstJob(t *testing.T) {
 	w := newWorld(t)
 	w.shards(t, 1, 30)
 	w.submit(t, w.settings(t, "auto"))
-	dev := &smallDevice{PassThrough: workers.PassThrough{Side: 16}, fits: 12}
+	dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 16}, fits: 12}
 	wk, err := workers.New(w.q, workers.Config{ID: "auto", Models: dev, Store: w.store, BatchSize: 0, MaxBatchSize: 64,
 		FetchWait: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -17,7 +17,9 @@ import (
 	"github.com/capfilt/capfilt/coordinator"
 	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
+	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
@@ -51,7 +53,7 @@ func helperWorker() int {
 	}
 	delay, _ := time.ParseDuration(os.Getenv("CAPFILT_TEST_DELAY"))
 	drain, _ := time.ParseDuration(os.Getenv("CAPFILT_TEST_DRAIN"))
-	src := workers.NewBLIPSource(torch.CPU, torch.Float32)
+	src := modelstage.NewBLIPSource(torch.CPU, torch.Float32)
 	defer src.Close()
 	w, err := workers.New(q, workers.Config{ID: os.Getenv("CAPFILT_TEST_WORKER"), Models: slowSource{src, delay}, BatchSize: 2,
 		DecodeWorkers: 1, FetchWait: 200 * time.Millisecond, DrainTimeout: drain, Log: log})
@@ -135,7 +137,7 @@ type world struct {
 	model string
 	in    string
 	out   string
-	src   *workers.BLIPSource
+	src   *modelstage.BLIPSource
 }
 
 func newWorld(t *testing.T) *world {
@@ -146,7 +148,7 @@ func newWorld(t *testing.T) *world {
 	store := shards.OpenStore(shards.StoreConfig{})
 	w := &world{nats: n, q: q, store: store, model: tinyblip.ModelDir(t, 11), in: t.TempDir(), out: t.TempDir(),
 		coord: coordinator.New(q, coordinator.Config{Store: store, Version: "test"}),
-		src:   workers.NewBLIPSource(torch.CPU, torch.Float32)}
+		src:   modelstage.NewBLIPSource(torch.CPU, torch.Float32)}
 	t.Cleanup(w.src.Close)
 	return w
 }
@@ -169,7 +171,7 @@ func (w *world) settings(t *testing.T, run string, inputs ...string) pipeline.Ru
 	rs := tinyblip.RunSettings(t, run, inputs, w.out, w.model)
 	// The random tiny model scores every pair between 0.48 and 0.50: this bar keeps
 	// some images and rejects others.
-	rs.Rule.Web, rs.Rule.Synthetic = "itm>=0.49", "itm>=0.49"
+	rs.Rule.Web, rs.Rule.Synthetic = spec.ITMOnly(0.49), spec.ITMOnly(0.49)
 	rs.WithRejected = true
 	return rs
 }

@@ -2,25 +2,45 @@ package workers
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
-	"github.com/capfilt/capfilt/filter"
 	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
 )
 
-// Labeler is the model stage: it writes synthetic captions for a batch of images and
-// scores every caption of each image, the web one and the synthetic ones. It is all the
-// worker needs of the captioner and the filter, so that the BLIP implementation can run
-// the vision transformer once for both when they are one model, and a pass-through can
-// stand in to measure everything around the model.
-type Labeler interface {
+// Preparer turns an image's bytes into what the model reads. The decode pool calls it
+// from several goroutines at once.
+type Preparer interface {
 	// ImageSize is the side of the square, normalised images the model reads.
 	ImageSize() int
+	// Prepare decodes one image and returns its pixels (CHW float32, 3×ImageSize² values)
+	// and its original width and height. An image whose header declares more than
+	// maxPixels pixels (0: the preparer's default limit) fails with an error wrapping
+	// ErrTooManyPixels; any other error means the image is corrupt. Either way the sample
+	// is skipped and counted with its reason.
+	Prepare(image []byte, maxPixels int64) (pixels []float32, width, height int, err error)
+}
+
+// Labeler is the model stage: it prepares images, writes synthetic captions for a batch
+// of them and scores every caption of each image, the web one and the synthetic ones. It
+// is all the worker needs of the captioner and the filter, so that the worker links no
+// model code, the BLIP implementation (package modelstage) can run the vision
+// transformer once for both, and a pass-through can stand in to measure everything
+// around the model.
+type Labeler interface {
+	Preparer
 	// Label returns one Labels per image of b, in order. An error that wraps
-	// torch.ErrOutOfMemory makes the worker split the batch and try the halves.
+	// ErrOutOfMemory makes the worker split the batch and try the halves.
 	Label(ctx context.Context, b Batch) ([]Labels, error)
 }
+
+// The errors a model stage reports for the worker to act on.
+var (
+	// ErrOutOfMemory says a batch did not fit the device: the worker splits it.
+	ErrOutOfMemory = errors.New("out of device memory")
+	// ErrTooManyPixels says an image is larger than the pixel limit.
+	ErrTooManyPixels = errors.New("image has too many pixels")
+)
 
 // LabelerSource opens the model stage a run's settings ask for. It may share one loaded
 // model between the workers of a process and between runs with the same models.
@@ -28,7 +48,7 @@ type LabelerSource interface {
 	Labeler(ctx context.Context, rs pipeline.RunSettings) (Labeler, error)
 }
 
-// Batch is the model's input: preprocessed images (CHW float32, one after the other) with
+// Batch is the model's input: prepared images (CHW float32, one after the other) with
 // their keys and web captions.
 type Batch struct {
 	Pixels      []float32
@@ -49,45 +69,4 @@ func (b Batch) Slice(i, j int) Batch {
 // Labels are one image's scored captions: its web caption first, then the synthetic ones.
 type Labels struct {
 	Captions []shards.Caption
-}
-
-// PassThrough is a Labeler without a model: every image keeps its web caption with perfect
-// scores. `capfilt bench pipeline` uses it to measure what NATS, batching and Parquet
-// writing cost around the model.
-type PassThrough struct{ Side int }
-
-// ImageSize is the side images are preprocessed to.
-func (p PassThrough) ImageSize() int { return p.Side }
-
-// Label scores each web caption 1.
-func (p PassThrough) Label(ctx context.Context, b Batch) ([]Labels, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]Labels, b.Len())
-	for i, c := range b.WebCaptions {
-		out[i] = Labels{Captions: []shards.Caption{{Text: c, Source: shards.SourceWeb, ITM: 1, ITC: 1}}}
-	}
-	return out, nil
-}
-
-// Labeler returns p itself for every run.
-func (p PassThrough) Labeler(context.Context, pipeline.RunSettings) (Labeler, error) { return p, nil }
-
-// RuleSpec records an accept rule in run settings.
-func RuleSpec(r filter.AcceptRule) pipeline.RuleSpec {
-	return pipeline.RuleSpec{Web: r.Web.String(), Synthetic: r.Synthetic.String(), FilterHuman: r.FilterHuman}
-}
-
-// RuleFromSpec reads back a rule RuleSpec recorded.
-func RuleFromSpec(s pipeline.RuleSpec) (filter.AcceptRule, error) {
-	r := filter.AcceptRule{FilterHuman: s.FilterHuman}
-	var err error
-	if r.Web, err = filter.ParseCondition(s.Web); err != nil {
-		return r, fmt.Errorf("accept rule for web captions %q: %w", s.Web, err)
-	}
-	if r.Synthetic, err = filter.ParseCondition(s.Synthetic); err != nil {
-		return r, fmt.Errorf("accept rule for synthetic captions %q: %w", s.Synthetic, err)
-	}
-	return r, nil
 }

@@ -33,8 +33,8 @@ func TestTwentyShardsThreeWorkersAccountForEverySample(t *testing.T) {
 		s3.Put(t, "web", fmt.Sprintf("laion/%05d.tar", i), buf.Bytes())
 	}
 	rs := w.settings(t, "twenty", "s3://web/laion/{00000..00019}.tar")
-	rs.Output = "s3://clean/run1/"
-	w.out = rs.Output
+	rs.Output = mustURL(t, "s3://clean/run1/")
+	w.out = rs.Output.String()
 	sum := w.submit(t, rs)
 	if len(sum.Shards) != 20 || sum.Published != 20 || sum.Known != 0 {
 		t.Fatalf("submit: %d shards, %d published, %d known", len(sum.Shards), sum.Published, sum.Known)
@@ -44,12 +44,11 @@ func TestTwentyShardsThreeWorkersAccountForEverySample(t *testing.T) {
 	if len(st.Problems) != 0 {
 		t.Fatalf("problems: %+v", st.Problems)
 	}
-	out, _ := shards.ParseURL(rs.Output)
-	m := w.checkOutputs(t, "twenty", out, 20)
+	m := w.checkOutputs(t, "twenty", rs.Output, 20)
 	if tot := m.Totals; tot.Accepted == 0 || tot.Rejected == 0 || tot.Skipped == 0 {
 		t.Fatalf("totals %+v: want accepted, rejected and skipped images all present", tot)
 	}
-	objects, err := w.store.List(context.Background(), out)
+	objects, err := w.store.List(context.Background(), rs.Output)
 	if err != nil {
 		t.Fatal(err)
 	}

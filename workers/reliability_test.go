@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capfilt/capfilt/coordinator"
+	"github.com/capfilt/capfilt/internal/testutil/pipelinetest"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 )
@@ -89,9 +89,10 @@ func TestPoisonShardGoesDeadThenRetryRequeuesIt(t *testing.T) {
 		t.Fatalf("states %v, problems %+v", st.ByState, st.Problems)
 	}
 	dead := st.Problems[0]
-	if dead.Shard.URL != poison || dead.Attempts != w.q.Config.MaxDeliver || !strings.Contains(dead.LastError, "00003.tar") {
+	attempts := pipelinetest.FastRetries().MaxDeliver
+	if dead.Shard.URL.String() != poison || dead.Attempts != attempts || !strings.Contains(dead.LastError, "00003.tar") {
 		t.Fatalf("dead shard %s after %d attempts with error %q; want %s after %d", dead.Shard.URL, dead.Attempts, dead.LastError,
-			poison, w.q.Config.MaxDeliver)
+			poison, attempts)
 	}
 	out, _ := shards.ParseURL(w.out)
 	var m *coordinator.Manifest
@@ -114,7 +115,7 @@ func TestPoisonShardGoesDeadThenRetryRequeuesIt(t *testing.T) {
 	}
 	f.Close()
 	refs, err := w.coord.Retry(context.Background(), coordinator.RetryRequest{Run: "poison", Dead: true})
-	if err != nil || len(refs) != 1 || refs[0].URL != poison {
+	if err != nil || len(refs) != 1 || refs[0].URL.String() != poison {
 		t.Fatalf("retry: %v %+v", err, refs)
 	}
 	st = w.waitComplete(t, "poison", 30*time.Second)
@@ -137,7 +138,12 @@ func TestResubmitPublishesNoDuplicateJobs(t *testing.T) {
 		t.Fatalf("first %+v, second %+v", first, second)
 	}
 	// Lose a shard's state: the stream's dedup window still drops the second publish.
-	if err := w.q.Shards.Delete(context.Background(), pipeline.ShardKey("again", first.Shards[2].ID)); err != nil {
+	_, js := w.nats.Connect(t)
+	kv, err := js.KeyValue(context.Background(), pipeline.ShardsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(context.Background(), pipeline.ShardKey("again", first.Shards[2].ID)); err != nil {
 		t.Fatal(err)
 	}
 	third := w.submit(t, rs)
@@ -167,8 +173,8 @@ func TestResubmitPublishesNoDuplicateJobs(t *testing.T) {
 	}
 
 	other := rs
-	other.Rule.Web = "itm>=0.9"
-	_, err := w.coord.Submit(context.Background(), other)
+	other.Rule.Web = spec.ITMOnly(0.9)
+	_, err = w.coord.Submit(context.Background(), other)
 	var inv *coordinator.InvalidError
 	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "accept rule") {
 		t.Fatalf("re-submit with another rule: %v", err)
@@ -243,7 +249,7 @@ func TestSIGTERMFinishesOrHandsBackTheJob(t *testing.T) {
 			began := time.Now()
 			w.startWorkers(t, 1, w.src)
 			w.waitComplete(t, "sigterm", 60*time.Second)
-			if d := time.Since(began); d > w.q.Config.AckWait+time.Second && tc.handedBack {
+			if d := time.Since(began); d > w.q.Config().AckWait+time.Second && tc.handedBack {
 				t.Errorf("the handed-back job waited %v: was it nak'd?", d)
 			}
 			out, _ := shards.ParseURL(w.out)
@@ -256,8 +262,8 @@ func TestSIGTERMFinishesOrHandsBackTheJob(t *testing.T) {
 // not redelivered for ever.
 func TestJobOfUnknownRunIsTerminated(t *testing.T) {
 	w := newWorld(t)
-	data, _ := pipeline.EncodeJob(pipeline.Job{Run: "ghost", Shard: pipeline.ShardRef{ID: "00000", URL: "/nowhere/0.tar"}, Output: w.out})
-	if _, err := w.q.JS.Publish(context.Background(), pipeline.JobSubject("ghost"), data, jetstream.WithMsgID("ghost/00000")); err != nil {
+	job := pipeline.Job{Run: "ghost", Shard: pipeline.ShardRef{ID: "00000", URL: mustURL(t, "/nowhere/0.tar")}, Output: mustURL(t, w.out)}
+	if _, err := w.q.PublishJob(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
 	w.startWorkers(t, 1, w.src)

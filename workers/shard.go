@@ -2,19 +2,19 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
 
-	"github.com/capfilt/capfilt/imageproc"
-
 	"golang.org/x/sync/errgroup"
 
-	"github.com/capfilt/capfilt/filter"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 )
 
@@ -22,7 +22,6 @@ import (
 type ShardTask struct {
 	Job      pipeline.Job
 	Settings pipeline.RunSettings
-	Rule     filter.AcceptRule
 	Labeler  Labeler
 	Store    shards.Store
 	Sizer    *BatchSizer
@@ -70,14 +69,7 @@ func (t *stageTimes) add(d *atomic.Int64, since time.Time) { d.Add(int64(time.Si
 // it is aborted, so no partial object is ever visible.
 func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error) {
 	start := time.Now()
-	in, err := shards.ParseURL(t.Job.Shard.URL)
-	if err != nil {
-		return pipeline.ShardResult{}, fmt.Errorf("shard %s: %w", t.Job.Shard.URL, err)
-	}
-	out, err := shards.ParseURL(t.Job.Output)
-	if err != nil {
-		return pipeline.ShardResult{}, fmt.Errorf("output %s: %w", t.Job.Output, err)
-	}
+	in, out := t.Job.Shard.URL, t.Job.Output
 	res := pipeline.ShardResult{Output: shards.CleanedURL(out, in), Stats: shards.StatsURL(out, in)}
 	// An earlier attempt killed mid-shard could not abort its writers; what it left
 	// unpublished goes now (only dead writers exist: the job is ours).
@@ -113,9 +105,9 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	buffers := make(pixelBuffers, 3) // a batch being formed, one queued, one in the model
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return readShard(gctx, t, in, ordered, toDecode, &times) })
+	g.Go(func() error { return readShard(gctx, t.Store, in, t.Settings.Columns, ordered, toDecode, &times) })
 	for range decoders {
-		g.Go(func() error { decodeImages(gctx, t, toDecode, &times); return nil })
+		g.Go(func() error { decodeImages(gctx, t.Labeler, t.Settings.MaxPixels, toDecode, &times); return nil })
 	}
 	g.Go(func() error { return formBatches(gctx, t, ordered, batches, buffers) })
 	g.Go(func() error { return labelBatches(gctx, t, batches, labeled, buffers, &times) })
@@ -150,11 +142,10 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	return res, nil
 }
 
-func readShard(ctx context.Context, t ShardTask, in shards.URL, ordered, toDecode chan<- *item, times *stageTimes) error {
+func readShard(ctx context.Context, store shards.Store, in shards.URL, cols shards.ParquetColumns, ordered, toDecode chan<- *item, times *stageTimes) error {
 	defer close(ordered)
 	defer close(toDecode)
-	opts := shards.ShardOptions{Columns: t.Settings.Columns}
-	r, err := shards.OpenShard(ctx, t.Store, in, opts)
+	r, err := shards.OpenShard(ctx, store, in, shards.ShardOptions{Columns: cols})
 	if err != nil {
 		return err // shards names the shard in its errors
 	}
@@ -189,16 +180,14 @@ func readShard(ctx context.Context, t ShardTask, in shards.URL, ordered, toDecod
 	}
 }
 
-func decodeImages(ctx context.Context, t ShardTask, toDecode <-chan *item, times *stageTimes) {
-	size := t.Labeler.ImageSize()
-	limits := imageproc.ImageLimits{MaxPixels: t.Settings.MaxPixels}
+func decodeImages(ctx context.Context, prep Preparer, maxPixels int64, toDecode <-chan *item, times *stageTimes) {
 	for it := range toDecode {
 		if ctx.Err() == nil {
 			began := time.Now()
-			pixels, w, h, err := imageproc.Preprocess(it.s.Image, size, limits)
+			pixels, w, h, err := prep.Prepare(it.s.Image, maxPixels)
 			times.add(&times.decode, began)
 			switch {
-			case errors.Is(err, imageproc.ErrImageTooLarge):
+			case errors.Is(err, ErrTooManyPixels):
 				it.skip = shards.SkipTooManyPixels
 			case err != nil:
 				it.skip = shards.SkipCorruptImage
@@ -368,7 +357,7 @@ func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw 
 
 // judge applies the accept rule to an image's captions; the row is nil when none is kept.
 func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats) (*shards.CleanedRow, error) {
-	row := &shards.CleanedRow{Key: it.s.Key, SourceShard: t.Job.Shard.URL, URL: it.s.URL, Width: it.width, Height: it.height,
+	row := &shards.CleanedRow{Key: it.s.Key, SourceShard: t.Job.Shard.URL.String(), URL: it.s.URL, Width: it.width, Height: it.height,
 		Captioner: t.Settings.Captioner.Path, Filter: t.Settings.Filter.Path}
 	if !t.Settings.OmitImages {
 		row.Image = it.s.Image
@@ -377,7 +366,7 @@ func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats) (*shards
 		if c.Source == shards.SourceSynthetic {
 			stats.CaptionsGenerated++
 		}
-		keep, err := t.Rule.Accept(filter.Source(c.Source), filter.Score{ITM: c.ITM, ITC: c.ITC})
+		keep, err := t.Settings.Rule.Keep(spec.Source(c.Source), float64(c.ITM), float64(c.ITC))
 		if err != nil {
 			return nil, fmt.Errorf("shard %s: image %q: caption %q: %w", t.Job.Shard.URL, it.s.Key, c.Text, err)
 		}
@@ -397,38 +386,39 @@ func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats) (*shards
 }
 
 func cleanedMeta(t ShardTask) shards.CleanedMeta {
-	th := map[string]float64{"web_itm": t.Rule.Web.MinITM, "synthetic_itm": t.Rule.Synthetic.MinITM}
-	if c := t.Rule.Web.MinITC; c == c { // not NaN
-		th["web_itc"] = c
+	rule := t.Settings.Rule
+	th := map[string]float64{}
+	for name, v := range map[string]float64{"web_itm": rule.Web.MinITM, "synthetic_itm": rule.Synthetic.MinITM,
+		"web_itc": rule.Web.MinITC, "synthetic_itc": rule.Synthetic.MinITC} {
+		if !math.IsNaN(v) { // NaN: no bar on that score
+			th[name] = v
+		}
 	}
-	if c := t.Rule.Synthetic.MinITC; c == c {
-		th["synthetic_itc"] = c
-	}
+	gen, _ := json.Marshal(t.Settings.Generation)
 	return shards.CleanedMeta{Version: t.Version, RunID: t.Job.Run, Captioner: t.Settings.Captioner.Path,
 		Filter: t.Settings.Filter.Path, Thresholds: th,
-		Extra: map[string]string{"rule": t.Rule.String(), "generation": string(t.Settings.Generation),
-			"seed": fmt.Sprint(t.Settings.Seed), "shard": t.Job.Shard.URL}}
+		Extra: map[string]string{"rule": rule.String(), "generation": string(gen),
+			"seed": fmt.Sprint(t.Settings.Generation.Seed), "shard": t.Job.Shard.URL.String()}}
 }
 
 // QueueDepth is how many samples wait between the reader and the batcher: two batches
 // and one per decoder, so the next batch is decoded while the model runs on this one.
 func QueueDepth(batch, decoders int) int { return 2*batch + decoders }
 
-// ReadAndDecode reads a shard and decodes and preprocesses its images the way a worker
-// does, with decoders images at once and depth samples in flight, and does nothing else.
-// It returns how many samples were read: the baseline `capfilt bench pipeline` measures
-// the rest of the pipeline against.
-func ReadAndDecode(ctx context.Context, store shards.Store, in shards.URL, size, decoders, depth int) (int64, error) {
-	t := ShardTask{Store: store, Labeler: PassThrough{Side: size}, Job: pipeline.Job{Shard: pipeline.ShardRef{URL: in.String()}}}
+// ReadAndPrepare reads a shard and prepares its images the way a worker does, with
+// decoders images at once and depth samples in flight, and does nothing else. It returns
+// how many samples were read: the baseline `capfilt bench pipeline` measures the rest of
+// the pipeline against.
+func ReadAndPrepare(ctx context.Context, store shards.Store, in shards.URL, prep Preparer, decoders, depth int) (int64, error) {
 	decoders = max(decoders, 1)
 	ordered := make(chan *item, depth)
 	toDecode := make(chan *item, depth)
 	var times stageTimes
 	var n int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return readShard(gctx, t, in, ordered, toDecode, &times) })
+	g.Go(func() error { return readShard(gctx, store, in, shards.ParquetColumns{}, ordered, toDecode, &times) })
 	for range decoders {
-		g.Go(func() error { decodeImages(gctx, t, toDecode, &times); return nil })
+		g.Go(func() error { decodeImages(gctx, prep, 0, toDecode, &times); return nil })
 	}
 	g.Go(func() error {
 		for it := range ordered {

@@ -12,8 +12,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/capfilt/capfilt/filter"
+	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/workers"
@@ -71,11 +72,12 @@ func TestShardKeepsInputOrderAndAccountsForEveryBadSample(t *testing.T) {
 	})
 	out := filepath.Join(dir, "out")
 	store := shards.OpenStore(shards.StoreConfig{})
-	rs := pipeline.RunSettings{Run: "order", Output: out, Captioner: pipeline.ModelSpec{Path: "none"}, Filter: pipeline.ModelSpec{Path: "none"}}
+	inURL, outURL := mustURL(t, in), mustURL(t, out)
+	rs := pipeline.RunSettings{Run: "order", Output: outURL, Rule: spec.DefaultRule(), Captioner: pipeline.ModelSpec{Path: "none"}, Filter: pipeline.ModelSpec{Path: "none"}}
 	for _, batch := range []int{1, 2, 16} {
 		res, err := workers.ProcessShard(context.Background(), workers.ShardTask{
-			Job:      pipeline.Job{Run: "order", Shard: pipeline.ShardRef{ID: "00000", URL: in}, Output: out},
-			Settings: rs, Rule: filter.DefaultRule(), Labeler: workers.PassThrough{Side: 16}, Store: store,
+			Job:      pipeline.Job{Run: "order", Shard: pipeline.ShardRef{ID: "00000", URL: inURL}, Output: outURL},
+			Settings: rs, Labeler: modelstage.PassThrough{Side: 16}, Store: store,
 			Sizer: workers.NewBatchSizer(batch), DecodeWorkers: 3,
 		})
 		if err != nil {
@@ -129,8 +131,8 @@ func TestFailedShardPublishesNothing(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	store := shards.OpenStore(shards.StoreConfig{})
 	_, err := workers.ProcessShard(context.Background(), workers.ShardTask{
-		Job:      pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: in}, Output: out},
-		Settings: pipeline.RunSettings{Run: "r"}, Rule: filter.DefaultRule(), Labeler: workers.PassThrough{Side: 8},
+		Job:      pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: mustURL(t, in)}, Output: mustURL(t, out)},
+		Settings: pipeline.RunSettings{Run: "r", Rule: spec.DefaultRule()}, Labeler: modelstage.PassThrough{Side: 8},
 		Store: store, Sizer: workers.NewBatchSizer(1),
 	})
 	entries, _ := os.ReadDir(out)
@@ -141,4 +143,13 @@ func TestFailedShardPublishesNothing(t *testing.T) {
 	if len(entries) != 0 {
 		t.Fatalf("a failed shard left %v", entries)
 	}
+}
+
+func mustURL(t *testing.T, s string) shards.URL {
+	t.Helper()
+	u, err := shards.ParseURL(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

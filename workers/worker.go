@@ -11,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 )
 
@@ -97,7 +96,7 @@ func New(q *pipeline.Queue, cfg Config) (*Worker, error) {
 	if size <= 0 {
 		size = 8
 	}
-	return &Worker{q: q, qc: q.Config, cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
+	return &Worker{q: q, qc: q.Config(), cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
 		runs: map[string]pipeline.RunSettings{}, labelers: map[Labeler]bool{}}, nil
 }
 
@@ -111,7 +110,7 @@ func (w *Worker) BatchSize() int { return w.sizer.Size() }
 // shard finish within DrainTimeout or hands its job back (a nak, so another worker takes
 // it at once), and returns nil: stopping is not a failure.
 func (w *Worker) Run(ctx context.Context) error {
-	w.log.Info("worker started", "ack_wait", w.qc.AckWait, "max_deliver", w.qc.MaxDeliver)
+	w.log.Info("worker started", "ack_wait", w.qc.AckWait)
 	for ctx.Err() == nil {
 		msg, err := w.next(ctx)
 		if err != nil {
@@ -130,47 +129,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// next pulls one job, or nil when none came within FetchWait. A job that arrives after
-// ctx ended is handed straight back.
-func (w *Worker) next(ctx context.Context) (jetstream.Msg, error) {
-	batch, err := w.q.Consumer.Fetch(1, jetstream.FetchMaxWait(w.cfg.FetchWait))
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case msg, ok := <-batch.Messages():
-		if !ok {
-			return nil, batch.Error()
-		}
-		if ctx.Err() != nil {
-			msg.Nak()
-			return nil, nil
-		}
-		return msg, nil
-	case <-ctx.Done():
-		go func() {
-			for msg := range batch.Messages() {
-				msg.Nak()
-			}
-		}()
-		return nil, nil
-	}
+// next pulls one job, or nil when none came within FetchWait.
+func (w *Worker) next(ctx context.Context) (*pipeline.Delivery, error) {
+	return w.q.Fetch(ctx, w.cfg.FetchWait)
 }
 
 // handle runs one delivery of a job and settles it: ack when done, nak with backoff when
 // it failed with attempts left, terminate when it is dead, nak at once when stopping.
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		w.log.Error("job without metadata dropped", "err", err)
-		msg.Term()
-		return
-	}
-	attempt := int(meta.NumDelivered)
+func (w *Worker) handle(ctx context.Context, msg *pipeline.Delivery) {
+	attempt := msg.Attempt()
 	job, err := pipeline.DecodeJob(msg.Data())
 	if err != nil {
 		w.log.Error("malformed job terminated", "subject", msg.Subject(), "err", err)
-		msg.TermWithReason(err.Error())
+		msg.Term(err.Error())
 		return
 	}
 	log := w.log.With("run", job.Run, "shard", job.Shard.ID, "attempt", attempt)
@@ -180,45 +151,46 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Debug("queue settings not refreshed", "err", err)
 	}
 	if attempt == 1 && job.Retry == 0 {
-		w.cfg.Metrics.observeQueueWait(w.cfg.ID, time.Since(meta.Timestamp))
+		w.cfg.Metrics.observeQueueWait(w.cfg.ID, time.Since(msg.Published()))
 	}
 	rs, err := w.runSettings(ctx, job.Run)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if errors.Is(err, pipeline.ErrNotFound) {
 			log.Error("job of an unknown run terminated")
-			msg.TermWithReason("no settings for run " + job.Run)
+			msg.Term("no settings for run " + job.Run)
 			return
 		}
 		log.Warn("run settings unavailable; job handed back", "err", err)
-		msg.NakWithDelay(w.qc.BackoffAfter(1))
+		msg.NakAfter(spec.DefaultQueue().BackoffAfter(1))
 		return
 	}
+	rq := rs.Queue
 	cur, _, err := w.q.ShardState(ctx, job.Run, job.Shard.ID)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err != nil && !errors.Is(err, pipeline.ErrNotFound) {
 		log.Warn("shard state unavailable; job handed back", "err", err)
-		msg.NakWithDelay(w.qc.BackoffAfter(1))
+		msg.NakAfter(rq.BackoffAfter(1))
 		return
 	}
 	if err != nil {
-		cur = pipeline.ShardState{Run: job.Run, Shard: job.Shard, SubmittedAt: meta.Timestamp}
+		cur = pipeline.ShardState{Run: job.Run, Shard: job.Shard, SubmittedAt: msg.Published()}
 	}
 	switch {
 	case cur.Retry > job.Retry:
 		log.Info("job superseded by a retry; dropped", "retry", cur.Retry)
-		msg.TermWithReason(fmt.Sprintf("superseded by retry %d", cur.Retry))
+		msg.Term(fmt.Sprintf("superseded by retry %d", cur.Retry))
 		return
 	case cur.State == pipeline.Done && cur.Retry == job.Retry:
 		log.Info("shard already done (its ack was lost); acking again")
 		w.ack(ctx, msg, log)
 		return
-	case attempt > w.qc.MaxDeliver:
+	case attempt > rq.MaxDeliver:
 		// The worker of the last attempt died without a word (see EnsureQueue).
 		cur.State, cur.Retry, cur.Attempts = pipeline.Dead, job.Retry, attempt-1
 		cur.LastError = fmt.Sprintf("attempt %d: worker %s was lost (no heartbeat within %v); earlier: %s",
 			attempt-1, orUnknown(cur.Worker), w.qc.AckWait, orUnknown(cur.LastError))
 		cur.FinishedAt = time.Now().UTC()
 		w.putState(ctx, cur, log)
-		msg.TermWithReason(cur.LastError)
+		msg.Term(cur.LastError)
 		log.Warn("shard dead", "err", cur.LastError)
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "dead", 0, 0)
 		w.maybeFinish(ctx, job.Run, 1, log)
@@ -227,7 +199,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	w.process(ctx, msg, job, rs, cur, attempt, log)
 }
 
-func (w *Worker) process(ctx context.Context, msg jetstream.Msg, job pipeline.Job, rs pipeline.RunSettings,
+func (w *Worker) process(ctx context.Context, msg *pipeline.Delivery, job pipeline.Job, rs pipeline.RunSettings,
 	cur pipeline.ShardState, attempt int, log *slog.Logger) {
 	st := cur
 	st.Shard, st.Retry, st.State, st.Attempts, st.Worker = job.Shard, job.Retry, pipeline.Running, attempt, w.cfg.ID
@@ -283,19 +255,19 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, job pipeline.Jo
 		msg.Nak()
 		log.Info("worker stopping: job handed back")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "handed_back", 0, 0)
-	case attempt >= w.qc.MaxDeliver:
+	case attempt >= rs.Queue.MaxDeliver:
 		st.State, st.LastError = pipeline.Dead, fmt.Sprintf("attempt %d: %v", attempt, err)
 		w.putState(settle, st, log)
-		msg.TermWithReason(truncate(st.LastError, 1024))
+		msg.Term(truncate(st.LastError, 1024))
 		log.Error("shard dead: no attempt left", "err", err)
 		w.cfg.Metrics.countError(w.cfg.ID, "shard_failed")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "dead", 0, 0)
 		w.maybeFinish(settle, job.Run, 1, log)
 	default:
-		delay := w.qc.BackoffAfter(attempt)
+		delay := rs.Queue.BackoffAfter(attempt)
 		st.State, st.LastError = pipeline.Failed, fmt.Sprintf("attempt %d: %v", attempt, err)
 		w.putState(settle, st, log)
-		msg.NakWithDelay(delay)
+		msg.NakAfter(delay)
 		log.Warn("shard failed; it will be retried", "err", err, "retry_in", delay)
 		w.cfg.Metrics.countError(w.cfg.ID, "shard_failed")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "failed", 0, 0)
@@ -305,10 +277,6 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, job pipeline.Jo
 // runShard opens the run's model stage (settling its batch size the first time) and
 // processes the shard.
 func (w *Worker) runShard(ctx context.Context, job pipeline.Job, rs pipeline.RunSettings, progress func(int64)) (pipeline.ShardResult, error) {
-	rule, err := RuleFromSpec(rs.Rule)
-	if err != nil {
-		return pipeline.ShardResult{}, fmt.Errorf("run %s: %w", rs.Run, err)
-	}
 	lab, err := w.cfg.Models.Labeler(ctx, rs)
 	if err != nil {
 		return pipeline.ShardResult{}, fmt.Errorf("run %s: model stage: %w", rs.Run, err)
@@ -316,7 +284,7 @@ func (w *Worker) runShard(ctx context.Context, job pipeline.Job, rs pipeline.Run
 	if err := w.settleBatchSize(ctx, lab); err != nil {
 		return pipeline.ShardResult{}, err
 	}
-	return ProcessShard(ctx, ShardTask{Job: job, Settings: rs, Rule: rule, Labeler: lab, Store: w.cfg.Store, Sizer: w.sizer,
+	return ProcessShard(ctx, ShardTask{Job: job, Settings: rs, Labeler: lab, Store: w.cfg.Store, Sizer: w.sizer,
 		DecodeWorkers: w.cfg.DecodeWorkers, Progress: progress, Metrics: w.cfg.Metrics, WorkerID: w.cfg.ID, Version: w.cfg.Version})
 }
 
@@ -356,6 +324,9 @@ func (w *Worker) runSettings(ctx context.Context, run string) (pipeline.RunSetti
 	if err != nil {
 		return rs, err
 	}
+	rs.Queue = rs.Queue.WithDefaults() // a run recorded before it had queue settings
+	w.log.Info("run settings read", "run", run, "max_deliver", rs.Queue.MaxDeliver, "backoff", rs.Queue.Backoff.String(),
+		"ack_wait", w.qc.AckWait)
 	w.mu.Lock()
 	w.runs[run] = rs // a run's settings never change once recorded
 	w.mu.Unlock()
@@ -364,7 +335,7 @@ func (w *Worker) runSettings(ctx context.Context, run string) (pipeline.RunSetti
 
 // heartbeat tells JetStream the job is in progress every AckWait/4, and records the
 // shard's progress in its state, until the returned stop is called.
-func (w *Worker) heartbeat(msg jetstream.Msg, st pipeline.ShardState, progress *atomic.Int64, log *slog.Logger) (stop func()) {
+func (w *Worker) heartbeat(msg *pipeline.Delivery, st pipeline.ShardState, progress *atomic.Int64, log *slog.Logger) (stop func()) {
 	every := max(w.qc.AckWait/4, 50*time.Millisecond)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -417,13 +388,13 @@ func (w *Worker) putState(ctx context.Context, st pipeline.ShardState, log *slog
 
 // ack acknowledges a job and waits for JetStream to confirm, retrying through a NATS
 // outage; an ack that never lands only means the job is redelivered and found done.
-func (w *Worker) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+func (w *Worker) ack(ctx context.Context, msg *pipeline.Delivery, log *slog.Logger) {
 	deadline := time.Now().Add(w.qc.AckWait)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := msg.DoubleAck(actx)
+		err := msg.Ack(actx)
 		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

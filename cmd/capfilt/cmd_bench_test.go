@@ -8,7 +8,7 @@ import (
 )
 
 func TestBenchPipelineMeasuresOverheadAndScaling(t *testing.T) {
-	out := mustRun(t, "bench", "pipeline", "--shards", "2", "--per-shard", "8", "--image-size", "48", "--preprocess-size", "32",
+	out := mustRun(t, "bench", "pipeline", "--bench-shards", "2", "--bench-per-shard", "8", "--bench-image-size", "48", "--preprocess-size", "32",
 		"--processes", "1,2", "--repeat", "1")
 	for _, want := range []string{"blas: ", "raw read + decode", "one worker, pass-through model", "1 worker process(es)", "2 worker process(es)"} {
 		if !strings.Contains(out, want) {

@@ -8,9 +8,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/captioner"
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
+type captionCommand struct {
+	load  loadOptions
+	gen   generationOptions
+	Batch batchSize
+	JSON  bool
+
+	st spec.Generation
+}
+
 func newCaptionCommand(a *app) *cobra.Command {
+	c := &captionCommand{}
 	cmd := &cobra.Command{
 		Use:   "caption --model PATH [--mode nucleus|beam|greedy] IMAGE_OR_URL...",
 		Short: "Caption images with a BLIP captioning model",
@@ -19,21 +30,21 @@ image with every caption's text, score and token ids). nucleus (the default) is 
 sampler: top-p 0.9 after top-k 50, repetition penalty 1.1, lengths 30/10; the draws are
 seeded by --seed and the image's name, so an image gets the same captions in any batch.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := a.generationSettings(captioner.Mode(a.v.GetString("mode")))
-			if err != nil {
+		PreRunE: func(*cobra.Command, []string) (err error) {
+			if _, _, err = c.load.resolve(a); err != nil {
 				return err
 			}
-			batch := a.v.GetInt("batch-size")
-			if batch < 1 {
-				return usagef("batch-size %d: must be at least 1", batch)
-			}
-			lm, err := a.loadModel(true)
+			c.st, err = c.gen.settings(a)
+			return err
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			batch := c.Batch.or(8)
+			lm, err := c.load.load(a, true)
 			if err != nil {
 				return err
 			}
 			defer lm.Close()
-			c, err := captioner.New(lm.model, lm.tok, st)
+			capt, err := captioner.New(lm.Model, lm.Tokenizer, c.st)
 			if err != nil {
 				return err
 			}
@@ -42,9 +53,9 @@ seeded by --seed and the image's name, so an image gets the same captions in any
 				bar = progressbar.NewOptions(len(args), progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("captioning"),
 					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("img"))
 			}
-			asJSON := a.v.GetBool("json")
+			asJSON := c.JSON
 			failed := 0
-			size := lm.model.Config.Vision.ImageSize
+			size := lm.Model.Config.Vision.ImageSize
 			for start := 0; start < len(args); start += batch {
 				srcs := args[start:min(start+batch, len(args))]
 				pixels, keep, errs := pixelBatch(cmd.Context(), srcs, size)
@@ -57,7 +68,7 @@ seeded by --seed and the image's name, so an image gets the same captions in any
 					for k, i := range keep {
 						keys[k] = srcs[i]
 					}
-					caps, err := c.CaptionPixels(cmd.Context(), pixels, keys)
+					caps, err := capt.CaptionPixels(cmd.Context(), pixels, keys)
 					pixels.Free()
 					if err != nil {
 						return err
@@ -83,17 +94,10 @@ seeded by --seed and the image's name, so an image gets the same captions in any
 			return nil
 		},
 	}
-	addModelFlags(cmd)
-	addGenerationFlags(cmd)
 	f := cmd.Flags()
-	f.String("mode", "nucleus", "decoding: nucleus, beam or greedy")
-	f.Float64("top-p", 0.9, "nucleus: keep tokens until this much probability is covered")
-	f.Int("top-k", 50, "nucleus: keep at most the k most likely tokens first (0: off)")
-	f.Float64("temperature", 1, "nucleus: divide logits by this")
-	f.Int("samples", 1, "nucleus: captions per image")
-	f.String("prompt", captioner.DefaultPrompt, "text the decoder starts from, stripped from the output")
-	f.Int64("seed", 0, "seed of the nucleus sampler (with each image's name)")
-	f.Int("batch-size", 8, "images per model batch")
-	f.Bool("json", false, "print JSON lines with scores and token ids")
+	c.load.AddFlags(f)
+	c.gen.AddFlags(f)
+	addBatchSizeFlag(f, &c.Batch)
+	addJSONFlag(f, &c.JSON)
 	return cmd
 }

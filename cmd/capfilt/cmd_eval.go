@@ -23,6 +23,7 @@ func newEvalCommand(a *app) *cobra.Command {
 }
 
 func newEvalCaptionCommand(a *app) *cobra.Command {
+	var predsFile, refsFile, out string
 	cmd := &cobra.Command{
 		Use:   "caption --predictions RESULTS.json --references ANNOTATIONS.json [--out SCORES.json]",
 		Short: "Score given captions against references with coco-caption's BLEU-1..4 and CIDEr-D",
@@ -41,9 +42,6 @@ Prints a table (scores ×100) and, with --out, writes the scores (fractions, coc
 key names) and each image's CIDEr-D as JSON.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			predsFile, _ := cmd.Flags().GetString("predictions")
-			refsFile, _ := cmd.Flags().GetString("references")
-			out, _ := cmd.Flags().GetString("out")
 			if predsFile == "" || refsFile == "" {
 				return usagef("eval caption: give --predictions RESULTS.json and --references ANNOTATIONS.json")
 			}
@@ -63,9 +61,10 @@ key names) and each image's CIDEr-D as JSON.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("predictions", "", "COCO results JSON: [{\"image_id\", \"caption\"}]")
-	f.String("references", "", "reference captions: COCO annotations JSON or BLIP's image list")
-	f.String("out", "", "write the scores as JSON to this file")
+	f.StringVar(&predsFile, "predictions", "", "COCO results JSON: [{\"image_id\", \"caption\"}]")
+	f.StringVar(&refsFile, "references", "", "reference captions: COCO annotations JSON or BLIP's image list")
+	perInvocation(f, "predictions", "references")
+	addOutFlag(f, &out)
 	return cmd
 }
 

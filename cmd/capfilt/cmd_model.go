@@ -8,11 +8,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/capfilt/capfilt/blip/tokenizer"
-
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/blip/tokenizer"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -21,11 +21,13 @@ func newModelCommand(a *app) *cobra.Command {
 		Use:   "model",
 		Short: "Inspect, run and convert BLIP checkpoints",
 	}
-	cmd.AddCommand(newModelInspectCommand(a), newModelForwardCommand(a), newModelGenerateCommand(a), newModelConvertCommand(a))
+	cmd.AddCommand(newModelInspectCommand(a), newModelForwardCommand(a), newModelGenerateCommand(a), newModelConvertCommand(a),
+		newModelRandomCommand(a))
 	return cmd
 }
 
 func newModelInspectCommand(a *app) *cobra.Command {
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect PATH",
 		Short: "Show a checkpoint's config, parameter counts, heads and key report",
@@ -41,7 +43,7 @@ func newModelInspectCommand(a *app) *cobra.Command {
 			}
 			defer m.Close()
 			counts := m.NumParams()
-			if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{"config": m.Config, "params": counts, "report": rep, "strict_ok": rep.Clean()})
@@ -84,7 +86,7 @@ func newModelInspectCommand(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Bool("json", false, "print as JSON")
+	addJSONFlag(cmd.Flags(), &asJSON)
 	return cmd
 }
 
@@ -108,7 +110,18 @@ func readInputs(path string) (map[string]*torch.Tensor, error) {
 	return in, nil
 }
 
+// tensorFiles are the input and output of model forward and generate.
+type tensorFiles struct{ In, Out string }
+
+func (o *tensorFiles) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.In, "inputs", "", "input tensors (safetensors)")
+	addOutFlag(f, &o.Out)
+	perInvocation(f, "inputs")
+}
+
 func newModelForwardCommand(a *app) *cobra.Command {
+	var load loadOptions
+	var files tensorFiles
 	cmd := &cobra.Command{
 		Use:   "forward --model PATH --inputs IN.safetensors --out OUT.safetensors",
 		Short: "Run every head of a checkpoint on given inputs and write the outputs",
@@ -118,8 +131,12 @@ checkpoint's parts allow: vision.last_hidden_state, vision.last_hidden_state_hir
 text_unimodal.last_hidden_state, itc.image_feat, itc.text_feat, itc.cosine, itm.logits ([ENC]
 first), itm.prob, decoder.logits ([DEC] first).`,
 		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			_, _, err := load.resolve(a)
+			return err
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inPath, outPath := a.v.GetString("inputs"), a.v.GetString("out")
+			inPath, outPath := files.In, files.Out
 			if inPath == "" || outPath == "" {
 				return usagef("--inputs and --out are required")
 			}
@@ -127,7 +144,7 @@ first), itm.prob, decoder.logits ([DEC] first).`,
 			if err != nil {
 				return err
 			}
-			lm, err := a.loadModel(false)
+			lm, err := load.load(a, false)
 			if err != nil {
 				return err
 			}
@@ -141,11 +158,11 @@ first), itm.prob, decoder.logits ([DEC] first).`,
 			if fin.PixelValues == nil && fin.InputIDs == nil {
 				return usagef("inputs %s has neither inputs.pixel_values nor inputs.input_ids", inPath)
 			}
-			out, err := lm.model.ReferenceOutputs(s, fin)
+			out, err := lm.Model.ReferenceOutputs(s, fin)
 			if err != nil {
 				return err
 			}
-			if err := blip.WriteTensors(outPath, out, map[string]string{"capfilt.version": capfiltVersion(), "model": a.v.GetString("model")}); err != nil {
+			if err := blip.WriteTensors(outPath, out, map[string]string{"capfilt.version": capfiltVersion(), "model": load.Model}); err != nil {
 				return err
 			}
 			names := make([]string, 0, len(out))
@@ -159,13 +176,14 @@ first), itm.prob, decoder.logits ([DEC] first).`,
 			return nil
 		},
 	}
-	addModelFlags(cmd)
-	cmd.Flags().String("inputs", "", "input tensors (safetensors)")
-	cmd.Flags().String("out", "", "output file (safetensors)")
+	load.AddFlags(cmd.Flags())
+	files.AddFlags(cmd.Flags())
 	return cmd
 }
 
 func newModelConvertCommand(a *app) *cobra.Command {
+	var tokPath string
+	var allowPartial bool
 	cmd := &cobra.Command{
 		Use:   "convert IN OUT",
 		Short: "Convert an original .pth to an HF-layout directory, or back (OUT ending in .pth)",
@@ -175,7 +193,7 @@ func newModelConvertCommand(a *app) *cobra.Command {
 			if _, err := os.Stat(in); err != nil {
 				return usagef("model %s: %v", in, err)
 			}
-			m, rep, err := blip.Load(in, blip.LoadOptions{AllowPartial: a.v.GetBool("allow-partial")})
+			m, rep, err := blip.Load(in, blip.LoadOptions{AllowPartial: allowPartial})
 			if err != nil {
 				return err
 			}
@@ -186,7 +204,7 @@ func newModelConvertCommand(a *app) *cobra.Command {
 				}
 			} else {
 				var tok *tokenizer.Tokenizer
-				if t, err := a.loadTokenizer(in, m.Config); err == nil {
+				if t, err := blip.LoadModelTokenizer(tokPath, in, m.Config); err == nil {
 					tok = t
 				} else {
 					a.log.Warn("no tokenizer copied", "reason", err)
@@ -199,7 +217,7 @@ func newModelConvertCommand(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Bool("allow-partial", false, "convert a checkpoint whose keys do not all match the model")
-	cmd.Flags().String("tokenizer", "", "vocab.txt or tokenizer.json to copy (default: the one beside IN)")
+	addAllowPartialFlag(cmd.Flags(), &allowPartial)
+	addTokenizerFlag(cmd.Flags(), &tokPath)
 	return cmd
 }

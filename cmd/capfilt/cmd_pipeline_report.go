@@ -13,31 +13,55 @@ import (
 	"github.com/capfilt/capfilt/pipeline"
 )
 
-// follow shows a run's progress on stderr until it is complete (or ctx ends): a bar of
-// settled shards with done/failed counts, images per second and the ETA.
-func (a *app) follow(ctx context.Context, coord *coordinator.Coordinator, run string, shards int) (*coordinator.RunStatus, error) {
-	bar := progressbar.NewOptions(shards, progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription(run),
+// progressBar shows a run's progress on stderr: a bar of settled shards with done/failed
+// counts, images per second and the ETA.
+type progressBar struct {
+	a   *app
+	run string
+	bar *progressbar.ProgressBar
+}
+
+func (a *app) progress(run string) *progressBar { return &progressBar{a: a, run: run} }
+
+func (p *progressBar) start(shards int) {
+	p.bar = progressbar.NewOptions(shards, progressbar.OptionSetWriter(p.a.stderr), progressbar.OptionSetDescription(p.run),
 		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(false), progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetWidth(24), progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.stderr) }))
-	st, err := coord.Watch(ctx, run, 500*time.Millisecond, func(s *coordinator.RunStatus) {
-		bar.Describe(fmt.Sprintf("%s: %d done, %d failed, %.1f img/s, ETA %s", run, s.ByState[pipeline.Done],
-			s.ByState[pipeline.Failed]+s.ByState[pipeline.Dead], s.ImagesPerSecond, coordinator.FormatETA(s.ETA)))
-		bar.Set(s.ByState[pipeline.Done] + s.ByState[pipeline.Dead])
-	})
+		progressbar.OptionSetWidth(24), progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.a.stderr) }))
+}
+
+func (p *progressBar) update(s *coordinator.RunStatus) {
+	if p.bar == nil {
+		p.start(s.Shards)
+	}
+	p.bar.Describe(fmt.Sprintf("%s: %d done, %d failed, %.1f img/s, ETA %s", p.run, s.ByState[pipeline.Done],
+		s.ByState[pipeline.Failed]+s.ByState[pipeline.Dead], s.ImagesPerSecond, coordinator.FormatETA(s.ETA)))
+	p.bar.Set(s.ByState[pipeline.Done] + s.ByState[pipeline.Dead])
+}
+
+func (p *progressBar) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}
+
+// follow shows a run's progress until it is complete (or ctx ends).
+func (a *app) follow(ctx context.Context, coord *coordinator.Coordinator, run string, shards int) (*coordinator.RunStatus, error) {
+	bar := a.progress(run)
+	bar.start(shards)
+	st, err := coord.Watch(ctx, run, 500*time.Millisecond, bar.update)
 	if err == nil {
-		bar.Finish()
+		bar.finish()
 	}
 	return st, err
 }
 
 // finishRun writes a finished run's manifest beside its outputs and reports it.
-func (a *app) finishRun(ctx context.Context, coord *coordinator.Coordinator, run, output string) error {
+func (a *app) finishRun(ctx context.Context, coord *coordinator.Coordinator, run string) error {
 	m, err := coord.WriteManifest(ctx, run)
 	if err != nil {
 		return err
 	}
-	out, _ := coordinator.OutputURL(output)
-	return a.printManifest(m, out.Join(coordinator.ManifestName).String())
+	return a.printManifest(m, m.Settings.Output.Join(coordinator.ManifestName).String())
 }
 
 // printManifest says how a finished run went; dead shards make it an error.

@@ -3,19 +3,22 @@ package main
 import (
 	"os"
 
-	"github.com/capfilt/capfilt/blip/tokenizer"
-
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/blip/tokenizer"
+	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/synth"
 )
 
 // newModelRandomCommand makes a checkpoint to run the pipeline with where no real one can
 // be downloaded: deterministic random weights, so every machine gets the same model.
 func newModelRandomCommand(a *app) *cobra.Command {
+	var preset, out, vocab string
+	var seed uint64
 	cmd := &cobra.Command{
-		Use:   "random --preset tiny --out DIR [--seed N] [--vocab vocab.txt]",
+		Use:   "random --preset tiny --out DIR [--weights-seed N] [--vocab vocab.txt]",
 		Short: "Write a BLIP checkpoint with deterministic random weights (to try the pipeline without a download)",
 		Long: `Writes an HF-layout directory (config.json, model.safetensors, vocab.txt) holding every part
 of a BLIP model (ViT, text encoder and decoder, ITC and ITM heads), so one file serves as
@@ -26,7 +29,6 @@ The tiny preset brings its own vocabulary (the words of capfilt sample-shards); 
 large need --vocab, a bert-base-uncased vocab.txt.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			preset, out := a.v.GetString("preset"), a.v.GetString("out")
 			if out == "" {
 				return usagef("no output folder given (--out)")
 			}
@@ -35,7 +37,7 @@ large need --vocab, a bert-base-uncased vocab.txt.`,
 				return usagef("%v", err)
 			}
 			var tok *tokenizer.Tokenizer
-			switch vocab := a.v.GetString("vocab"); {
+			switch {
 			case vocab != "":
 				if tok, err = tokenizer.Load(vocab); err != nil {
 					return usagef("vocab %s: %v", vocab, err)
@@ -53,8 +55,7 @@ large need --vocab, a bert-base-uncased vocab.txt.`,
 			if tok.VocabSize() > cfg.Text.VocabSize {
 				return usagef("vocab has %d tokens, more than the %s model's %d", tok.VocabSize(), preset, cfg.Text.VocabSize)
 			}
-			seed := uint64(a.v.GetInt64("seed"))
-			params, err := writeRandomModel(out, cfg, tok, seed)
+			params, err := modelstage.WriteRandomModel(out, cfg, tok, seed)
 			if err != nil {
 				return err
 			}
@@ -63,14 +64,34 @@ large need --vocab, a bert-base-uncased vocab.txt.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("preset", "tiny", "model size: tiny, base or large")
-	f.String("out", "", "folder to write")
-	f.Int64("seed", 0, "seed of the weights")
-	f.String("vocab", "", "vocab.txt to use (required for base and large)")
+	f.StringVar(&preset, "preset", "tiny", "model size: tiny, base or large")
+	addOutFlag(f, &out)
+	f.Uint64Var(&seed, "weights-seed", 0, "seed of the random weights")
+	f.StringVar(&vocab, "vocab", "", "vocab.txt to use (required for base and large)")
+	perInvocation(f, "preset", "weights-seed", "vocab")
 	return cmd
 }
 
+// sampleOptions are the sample shards to write.
+type sampleOptions struct {
+	Shards, PerShard, ImageSize int
+	Mismatch, Corrupt           float64
+	SceneSeed                   uint64
+}
+
+func (o *sampleOptions) AddFlags(f *pflag.FlagSet) {
+	f.IntVar(&o.Shards, "shards", 4, "how many shards")
+	f.IntVar(&o.PerShard, "per-shard", 32, "samples per shard")
+	f.IntVar(&o.ImageSize, "image-size", 96, "width and height of the images")
+	f.Float64Var(&o.Mismatch, "mismatch", 0.3, "share of captions that describe another picture")
+	f.Float64Var(&o.Corrupt, "corrupt", 0.05, "share of images cut short")
+	f.Uint64Var(&o.SceneSeed, "scene-seed", 0, "seed of the scenes")
+	perInvocation(f, "shards", "per-shard", "image-size", "mismatch", "corrupt", "scene-seed")
+}
+
 func newSampleShardsCommand(a *app) *cobra.Command {
+	var o sampleOptions
+	var out string
 	cmd := &cobra.Command{
 		Use:   "sample-shards --out DIR [--shards N] [--per-shard M]",
 		Short: "Write small WebDataset shards of rendered shapes with captions, to try capfilt on",
@@ -80,15 +101,14 @@ knows; --mismatch of them describe another picture) and KEY.json (with the truth
 --corrupt of the images are cut short, so runs have bad samples to skip and count.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := a.v.GetString("out")
 			if out == "" {
 				return usagef("no output folder given (--out)")
 			}
-			n, per, size := a.v.GetInt("shards"), a.v.GetInt("per-shard"), a.v.GetInt("image-size")
+			n, per, size := o.Shards, o.PerShard, o.ImageSize
 			if n < 1 || per < 1 || size < 8 {
 				return usagef("shards %d, per-shard %d, image-size %d: want at least 1, 1 and 8", n, per, size)
 			}
-			mismatch, corrupt := a.v.GetFloat64("mismatch"), a.v.GetFloat64("corrupt")
+			mismatch, corrupt := o.Mismatch, o.Corrupt
 			if mismatch < 0 || mismatch > 1 || corrupt < 0 || corrupt > 1 {
 				return usagef("mismatch %g, corrupt %g: want rates between 0 and 1", mismatch, corrupt)
 			}
@@ -96,7 +116,7 @@ knows; --mismatch of them describe another picture) and KEY.json (with the truth
 				return usagef("out %s: %v", out, err)
 			}
 			paths, err := synth.WriteSampleShards(out, n, synth.SampleOptions{PerShard: per, Width: size, Height: size,
-				MismatchRate: mismatch, CorruptRate: corrupt, Seed: uint64(a.v.GetInt64("seed"))})
+				MismatchRate: mismatch, CorruptRate: corrupt, Seed: o.SceneSeed})
 			if err != nil {
 				return err
 			}
@@ -108,33 +128,7 @@ knows; --mismatch of them describe another picture) and KEY.json (with the truth
 		},
 	}
 	f := cmd.Flags()
-	f.String("out", "", "folder to write the shards to")
-	f.Int("shards", 4, "how many shards")
-	f.Int("per-shard", 32, "samples per shard")
-	f.Int("image-size", 96, "width and height of the images")
-	f.Float64("mismatch", 0.3, "share of captions that describe another picture")
-	f.Float64("corrupt", 0.05, "share of images cut short")
-	f.Int64("seed", 0, "seed of the scenes")
+	addOutFlag(f, &out)
+	o.AddFlags(f)
 	return cmd
-}
-
-// writeRandomModel writes a BLIP model with every part and deterministic random weights,
-// and its tokenizer, as an HF directory; it returns the parameter count.
-func writeRandomModel(dir string, cfg blip.Config, tok *tokenizer.Tokenizer, seed uint64) (int64, error) {
-	m, err := blip.New(cfg, blip.AllParts())
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
-	if err := m.InitDeterministic(seed); err != nil {
-		return 0, err
-	}
-	if err := m.SaveHF(dir, tok); err != nil {
-		return 0, err
-	}
-	var params int64
-	for _, n := range m.NumParams() {
-		params += n
-	}
-	return params, nil
 }

@@ -6,7 +6,15 @@ import (
 	"github.com/capfilt/capfilt/coordinator"
 )
 
+type retryCommand struct {
+	nats   natsOptions
+	Run    string
+	Failed bool
+	Shards []string
+}
+
 func newRetryCommand(a *app) *cobra.Command {
+	c := &retryCommand{}
 	cmd := &cobra.Command{
 		Use:   "retry --run NAME (--failed | --shard S ...)",
 		Short: "Re-enqueue a run's dead shards, or chosen done or dead shards",
@@ -15,15 +23,15 @@ input URL or output stem (repeatable), to redo a dead or done shard. Each gets a
 with a fresh set of attempts, and its outputs are overwritten.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			run := a.v.GetString("run")
+			run := c.Run
 			if run == "" {
 				return usagef("no run name given (--run)")
 			}
-			req := coordinator.RetryRequest{Run: run, Dead: a.v.GetBool("failed"), Shards: a.v.GetStringSlice("shard")}
+			req := coordinator.RetryRequest{Run: run, Dead: c.Failed, Shards: c.Shards}
 			if !req.Dead && len(req.Shards) == 0 {
 				return usagef("say what to retry: --failed, or --shard S")
 			}
-			nc, q, err := a.connectQueue(cmd, false)
+			nc, q, err := c.nats.openQueue(a, cmd, false)
 			if err != nil {
 				return err
 			}
@@ -45,9 +53,10 @@ with a fresh set of attempts, and its outputs are overwritten.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("run", "", "run name")
-	f.Bool("failed", false, "re-enqueue every dead shard")
-	f.StringArray("shard", nil, "a shard to redo: its id, input URL or output stem (repeatable)")
-	addNATSFlags(cmd)
+	addRunNameFlag(f, &c.Run)
+	f.BoolVar(&c.Failed, "failed", false, "re-enqueue every dead shard")
+	f.StringArrayVar(&c.Shards, "shard", nil, "a shard to redo: its id, input URL or output stem (repeatable)")
+	c.nats.AddFlags(f)
+	perInvocation(f, "failed", "shard")
 	return cmd
 }

@@ -9,18 +9,30 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/filter"
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
 // scoreRequest is one line of --pairs: an image and the captions to score against it.
 type scoreRequest struct {
-	Image  string        `json:"image"`
-	Text   string        `json:"text,omitempty"`
-	Texts  []string      `json:"texts,omitempty"`
-	Source filter.Source `json:"source,omitempty"`
+	Image  string      `json:"image"`
+	Text   string      `json:"text,omitempty"`
+	Texts  []string    `json:"texts,omitempty"`
+	Source spec.Source `json:"source,omitempty"`
 	line   int
 }
 
+type scoreCommand struct {
+	load  loadOptions
+	rule  ruleOptions
+	Image string
+	Texts []string
+	Pairs string
+
+	r spec.AcceptRule
+}
+
 func newScoreCommand(a *app) *cobra.Command {
+	c := &scoreCommand{}
 	cmd := &cobra.Command{
 		Use:   `score --model PATH --image FILE --text "..." [--text ...] | --pairs FILE.jsonl`,
 		Short: "Score captions against an image with the BLIP filter (ITM probability, ITC cosine, decision)",
@@ -29,15 +41,17 @@ its ITC cosine and whether the accept rule keeps it. --pairs reads JSON lines
 {"image": PATH, "text": "..." | "texts": [...], "source": "web"|"synthetic"|"human"}
 and prints JSON lines.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rule, err := a.acceptRule()
-			if err != nil {
+		PreRunE: func(*cobra.Command, []string) (err error) {
+			if _, _, err = c.load.resolve(a); err != nil {
 				return err
 			}
+			c.r, err = c.rule.resolve(a)
+			return err
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			var reqs []scoreRequest
-			pairs := a.v.GetString("pairs")
-			texts, _ := cmd.Flags().GetStringArray("text")
-			image := a.v.GetString("image")
+			var err error
+			rule, pairs, texts, image := c.r, c.Pairs, c.Texts, c.Image
 			switch {
 			case pairs != "" && (image != "" || len(texts) > 0):
 				return usagef("give either --pairs or --image with --text, not both")
@@ -46,20 +60,20 @@ and prints JSON lines.`,
 					return err
 				}
 			case image != "" && len(texts) > 0:
-				reqs = []scoreRequest{{Image: image, Texts: texts, Source: filter.Web}}
+				reqs = []scoreRequest{{Image: image, Texts: texts, Source: spec.Web}}
 			default:
 				return usagef("give --image and at least one --text, or --pairs FILE.jsonl")
 			}
-			lm, err := a.loadModel(true)
+			lm, err := c.load.load(a, true)
 			if err != nil {
 				return err
 			}
 			defer lm.Close()
-			scorer, err := filter.NewScorer(lm.model, lm.tok, filter.DefaultOptions())
+			scorer, err := filter.NewScorer(lm.Model, lm.Tokenizer, filter.DefaultOptions())
 			if err != nil {
 				return err
 			}
-			size := lm.model.Config.Vision.ImageSize
+			size := lm.Model.Config.Vision.ImageSize
 			failed := 0
 			for _, r := range reqs {
 				pixels, _, errs := pixelBatch(cmd.Context(), []string{r.Image}, size)
@@ -74,7 +88,7 @@ and prints JSON lines.`,
 					return err
 				}
 				for i, sc := range scores[0] {
-					keep, err := rule.Accept(r.Source, sc)
+					keep, err := rule.Keep(r.Source, float64(sc.ITM), float64(sc.ITC))
 					if err != nil {
 						return fmt.Errorf("%s: %q: %w", r.Image, r.Texts[i], err)
 					}
@@ -97,12 +111,13 @@ and prints JSON lines.`,
 			return nil
 		},
 	}
-	addModelFlags(cmd)
-	addRuleFlags(cmd)
 	f := cmd.Flags()
-	f.String("image", "", "image file or URL")
-	f.StringArray("text", nil, "caption to score (repeatable)")
-	f.String("pairs", "", "JSON lines of images and captions to score")
+	c.load.AddFlags(f)
+	c.rule.AddFlags(f)
+	f.StringVar(&c.Image, "image", "", "image file or URL")
+	f.StringArrayVar(&c.Texts, "text", nil, "caption to score (repeatable)")
+	f.StringVar(&c.Pairs, "pairs", "", "JSON lines of images and captions to score")
+	perInvocation(f, "image", "text", "pairs")
 	return cmd
 }
 
@@ -130,10 +145,10 @@ func readPairs(path string) ([]scoreRequest, error) {
 			return nil, usagef("pairs %s line %d: needs \"image\" and \"text\" or \"texts\"", path, n)
 		}
 		if r.Source == "" {
-			r.Source = filter.Web
+			r.Source = spec.Web
 		}
 		switch r.Source {
-		case filter.Web, filter.Synthetic, filter.Human:
+		case spec.Web, spec.Synthetic, spec.Human:
 		default:
 			return nil, usagef("pairs %s line %d: source %q: want web, synthetic or human", path, n, r.Source)
 		}

@@ -9,30 +9,36 @@ import (
 	"github.com/capfilt/capfilt/coordinator"
 )
 
+type statusCommand struct {
+	nats     natsOptions
+	Run      string
+	JSON     bool
+	Watch    bool
+	Interval time.Duration
+}
+
 func newStatusCommand(a *app) *cobra.Command {
+	c := &statusCommand{}
 	cmd := &cobra.Command{
 		Use:   "status --run NAME [--json] [--watch]",
 		Short: "Show a run's progress: shards by state, throughput, ETA, failed shards and their errors",
 		Long: `Reads only NATS (the run's settings and shard states), so it works from any machine that
 reaches the server. --watch prints the status again every --interval until the run is
 complete; --json prints it as JSON (one object per line with --watch).`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return a.positiveDuration("interval", c.Interval) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			run := a.v.GetString("run")
+			run, every := c.Run, c.Interval
 			if run == "" {
 				return usagef("no run name given (--run)")
 			}
-			every := a.v.GetDuration("interval")
-			if every <= 0 {
-				return usagef("interval %v: must be positive", every)
-			}
-			nc, q, err := a.connectQueue(cmd, false)
+			nc, q, err := c.nats.openQueue(a, cmd, false)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			coord := coordinator.New(q, coordinator.Config{Log: a.log, Version: capfiltVersion()})
-			asJSON := a.v.GetBool("json")
+			asJSON := c.JSON
 			show := func(s *coordinator.RunStatus) {
 				if asJSON {
 					line, _ := json.Marshal(s)
@@ -41,7 +47,7 @@ complete; --json prints it as JSON (one object per line with --watch).`,
 				}
 				printStatus(a.stdout, s)
 			}
-			if !a.v.GetBool("watch") {
+			if !c.Watch {
 				s, err := coord.Status(cmd.Context(), run)
 				if err != nil {
 					return asUsage(err)
@@ -61,10 +67,11 @@ complete; --json prints it as JSON (one object per line with --watch).`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("run", "", "run name")
-	f.Bool("json", false, "print the status as JSON")
-	f.Bool("watch", false, "print the status again every --interval until the run is complete")
-	f.Duration("interval", 2*time.Second, "how often --watch prints")
-	addNATSFlags(cmd)
+	addRunNameFlag(f, &c.Run)
+	addJSONFlag(f, &c.JSON)
+	f.BoolVar(&c.Watch, "watch", false, "print the status again every --interval until the run is complete")
+	f.DurationVar(&c.Interval, "interval", 2*time.Second, "how often --watch prints")
+	c.nats.AddFlags(f)
+	perInvocation(f, "watch")
 	return cmd
 }

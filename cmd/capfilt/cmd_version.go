@@ -98,6 +98,7 @@ func collectVersion() (versionInfo, error) {
 }
 
 func newVersionCommand(a *app) *cobra.Command {
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the versions of capfilt, Go, libtorch and the BLAS, and the devices seen",
@@ -107,7 +108,7 @@ func newVersionCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
@@ -144,6 +145,6 @@ func newVersionCommand(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Bool("json", false, "print as JSON")
+	addJSONFlag(cmd.Flags(), &asJSON)
 	return cmd
 }

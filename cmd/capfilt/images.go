@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/imageproc"
-
-	"github.com/capfilt/capfilt/captioner"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -99,7 +98,7 @@ func pixelBatch(ctx context.Context, srcs []string, size int) (*torch.Tensor, []
 	return torch.FromFloat32(packed, int64(len(keep)), 3, int64(size), int64(size)), keep, errs
 }
 
-func settingsJSON(st captioner.Settings) string {
+func settingsJSON(st spec.Generation) string {
 	b, _ := json.Marshal(st)
 	return string(b)
 }

@@ -6,12 +6,8 @@ import (
 
 // applyThreads sets libtorch's and OpenBLAS's per-op threads (0 keeps the default: matmuls
 // on every CPU, other ops on the calling thread).
-func applyThreads(n int) error {
-	if n < 0 {
-		return usagef("threads %d: must be 0 (every CPU) or more", n)
-	}
+func applyThreads(n int) {
 	if n > 0 {
 		torch.SetNumThreads(n)
 	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
 // NATS is an embedded nats-server with JetStream for one test.
@@ -75,9 +76,12 @@ func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// FastQueue is a queue configuration for tests: short ack wait and backoff.
-func FastQueue() pipeline.QueueConfig {
-	return pipeline.QueueConfig{AckWait: 2 * time.Second, MaxDeliver: 5, Backoff: []time.Duration{50 * time.Millisecond}}
+// FastQueue is a queue configuration for tests: a short ack wait.
+func FastQueue() pipeline.QueueConfig { return pipeline.QueueConfig{AckWait: FastRetries().AckWait} }
+
+// FastRetries are a test run's queue settings: a short ack wait and backoff.
+func FastRetries() spec.Queue {
+	return spec.Queue{AckWait: 2 * time.Second, MaxDeliver: 5, Backoff: spec.Backoff{50 * time.Millisecond}}
 }
 
 // EnsureQueue sets up the stream, consumer and buckets with FastQueue.

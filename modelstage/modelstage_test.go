@@ -1,0 +1,147 @@
+package modelstage_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image/color"
+	"image/png"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
+	"github.com/capfilt/capfilt/modelstage"
+	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/shards"
+	"github.com/capfilt/capfilt/synth"
+	"github.com/capfilt/capfilt/torch"
+	"github.com/capfilt/capfilt/workers"
+)
+
+func scenePNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := synth.Render(synth.Scene{Shape: "square", Colour: "red", Position: "left"}, w, h, color.RGBA{90, 90, 90, 255})
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestPrepareSaysWhyAnImageIsSkipped(t *testing.T) {
+	p := modelstage.PassThrough{Side: 16}
+	px, w, h, err := p.Prepare(scenePNG(t, 40, 30), 0)
+	if err != nil || len(px) != 3*16*16 || w != 40 || h != 30 {
+		t.Fatalf("good image: %d values, %dx%d, %v", len(px), w, h, err)
+	}
+	if _, _, _, err := p.Prepare(scenePNG(t, 40, 30), 40*30-1); !errors.Is(err, workers.ErrTooManyPixels) {
+		t.Fatalf("an image over the pixel limit: %v, want workers.ErrTooManyPixels", err)
+	}
+	if _, _, _, err := p.Prepare([]byte("not an image"), 0); err == nil || errors.Is(err, workers.ErrTooManyPixels) {
+		t.Fatalf("a corrupt image: %v", err)
+	}
+}
+
+func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
+	torch.SetNumThreads(1)
+	model := tinyblip.ModelDir(t, 5)
+	src := modelstage.NewBLIPSource(torch.CPU, torch.Float32)
+	defer src.Close()
+	ctx := context.Background()
+	rs := tinyblip.RunSettings(t, "a", []string{"x"}, t.TempDir(), model)
+	l1, err := src.Labeler(ctx, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same checkpoint named another way is the same model: one labeler.
+	rel, _ := filepath.Rel(must(os.Getwd()), model)
+	rs2 := rs
+	rs2.Captioner.Path = rel
+	if l2, err := src.Labeler(ctx, rs2); err != nil || l2 != l1 {
+		t.Fatalf("same models and settings: labeler %p vs %p (%v)", l2, l1, err)
+	}
+	rs3 := rs
+	rs3.Generation.Samples = 2
+	l3, err := src.Labeler(ctx, rs3)
+	if err != nil || l3 == l1 {
+		t.Fatalf("other generation settings need their own labeler: %v", err)
+	}
+	if !l3.(*modelstage.BLIPLabeler).SharesViT() {
+		t.Fatal("one checkpoint with both towers runs the ViT once")
+	}
+	side := l3.ImageSize()
+	px, _, _, err := l3.Prepare(scenePNG(t, 40, 30), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := workers.Batch{Pixels: append(append([]float32{}, px...), px...), Keys: []string{"k0", "k1"},
+		WebCaptions: []string{"a red square", "a blue circle"}, Size: side}
+	labels, err := l3.Label(ctx, b)
+	if err != nil || len(labels) != 2 {
+		t.Fatalf("labels %+v (%v)", labels, err)
+	}
+	for i, lab := range labels {
+		cs := lab.Captions
+		if len(cs) != 3 || cs[0].Source != shards.SourceWeb || cs[0].Text != b.WebCaptions[i] ||
+			cs[1].Source != shards.SourceSynthetic || cs[2].Source != shards.SourceSynthetic {
+			t.Fatalf("image %d: captions %+v, want the web one then 2 synthetic", i, cs)
+		}
+		for _, c := range cs {
+			if c.ITM < 0 || c.ITM > 1 || c.ITC < -1 || c.ITC > 1 {
+				t.Fatalf("score out of range: %+v", c)
+			}
+		}
+	}
+	if _, err := src.Labeler(ctx, pipeline.RunSettings{Run: "b", Captioner: pipeline.ModelSpec{Path: "/no/model"}, Filter: rs.Filter,
+		Generation: rs.Generation}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing captioner: %v", err)
+	}
+}
+
+func TestLoadForInferenceNamesWhatIsWrong(t *testing.T) {
+	model := tinyblip.ModelDir(t, 1)
+	bare := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(model, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bare, "model.safetensors"), data, 0o644)
+	cfg, _ := os.ReadFile(filepath.Join(model, "config.json"))
+	os.WriteFile(filepath.Join(bare, "config.json"), cfg, 0o644)
+	for _, tc := range []struct {
+		name string
+		path string
+		o    blip.InferenceOptions
+		want error
+		text string
+	}{
+		{"missing checkpoint", filepath.Join(bare, "nope"), blip.InferenceOptions{}, fs.ErrNotExist, "nope"},
+		{"no tokenizer beside it", bare, blip.InferenceOptions{}, blip.ErrNoTokenizer, bare},
+		{"a named tokenizer that is not there", model, blip.InferenceOptions{Tokenizer: filepath.Join(bare, "vocab.txt")}, fs.ErrNotExist, "vocab.txt"},
+		{"a CUDA device this machine lacks", model, blip.InferenceOptions{Device: torch.Device{CUDA: true, Index: 7}}, blip.ErrDevice, "cuda:7"},
+		{"half precision on the CPU", model, blip.InferenceOptions{DType: torch.BFloat16}, blip.ErrDevice, "bfloat16"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := blip.LoadForInference(tc.path, tc.o) // the zero dtype is float32
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("err %v; want %v naming %q", err, tc.want, tc.text)
+			}
+		})
+	}
+	l, err := blip.LoadForInference(bare, blip.InferenceOptions{SkipTokenizer: true})
+	if err != nil || l.Tokenizer != nil || !l.Report.Clean() {
+		t.Fatalf("without a tokenizer: %+v %v", l, err)
+	}
+	l.Close()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
