@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,6 +122,49 @@ func mcTarget(t *testing.T, s composeService, verb string) (line []string, bucke
 	return nil, "", ""
 }
 
+// s3Requests counts the requests an S3 server answers, by operation.
+type s3Requests struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *s3Requests) count(_ http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	onBucket := !strings.Contains(strings.Trim(r.URL.Path, "/"), "/") // path-style: /bucket or /bucket/key
+	op := r.Method + " object"
+	switch {
+	case q.Has("uploads") && r.Method == http.MethodPost:
+		op = "POST create-multipart"
+	case q.Has("uploads"):
+		op = "GET list-multipart"
+	case q.Has("uploadId"):
+		op = r.Method + " multipart-part"
+	case onBucket:
+		op = r.Method + " bucket"
+	}
+	c.mu.Lock()
+	c.counts[op]++
+	c.mu.Unlock()
+	return false
+}
+
+func (c *s3Requests) get(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[op]
+}
+
+func (c *s3Requests) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ops := make([]string, 0, len(c.counts))
+	for op, n := range c.counts {
+		ops = append(ops, fmt.Sprintf("%s %d", op, n))
+	}
+	sort.Strings(ops)
+	return strings.Join(ops, ", ")
+}
+
 // countSamples counts the keys of WebDataset tars: a sample is the members sharing a key.
 func countSamples(t *testing.T, tars []string) int {
 	t.Helper()
@@ -187,6 +233,7 @@ func TestComposeDemoStackCleansShardsWithoutDocker(t *testing.T) {
 	}
 	_, bucket, _ := mcTarget(t, svc("createbucket"), "mb")
 	s3 := testutil.StartS3(t, bucket)
+	requests := &s3Requests{counts: map[string]int{}}
 	n := pipelinetest.StartNATS(t)
 	port := freePort(t)
 	st := &composeSite{t: t, dir: t.TempDir(), overrides: map[string]string{
@@ -212,6 +259,7 @@ func TestComposeDemoStackCleansShardsWithoutDocker(t *testing.T) {
 		s3.Put(t, bucket, prefix+"/"+filepath.Base(p), data)
 	}
 
+	s3.Intercept(requests.count)
 	worker := st.process(svc("worker"))
 	logf, err := os.Create(filepath.Join(st.dir, "worker.log"))
 	if err != nil {
@@ -267,6 +315,16 @@ func TestComposeDemoStackCleansShardsWithoutDocker(t *testing.T) {
 	}
 	if tot := m.Totals; !m.Complete || m.Done != len(tars) || tot.Read != int64(samples) || tot.Read != tot.Accepted+tot.Rejected+tot.Skipped {
 		t.Errorf("manifest: complete %v, %d done, totals %+v", m.Complete, m.Done, m.Totals)
+	}
+
+	// docs/operations.md counts S3's requests per shard from the code; this is the count
+	// of one run (tar shards, outputs under one part).
+	t.Logf("S3 requests of the run, %d shards: %s", len(tars), requests)
+	if got := requests.get("GET object"); got != len(tars) {
+		t.Errorf("%d object GETs for %d tar shards: each is streamed in one", got, len(tars))
+	}
+	if got := requests.get("POST create-multipart"); got != 0 {
+		t.Errorf("%d multipart uploads for outputs under one part", got)
 	}
 
 	worker.Process.Signal(syscall.SIGTERM)
