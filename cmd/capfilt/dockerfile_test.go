@@ -310,6 +310,9 @@ func TestDockerImageRunsCapfiltAsAUserWithAHealthcheck(t *testing.T) {
 	if !shipped {
 		t.Errorf("HEALTHCHECK runs %s, but no COPY puts deploy/healthcheck.sh there on the PATH", hc[1])
 	}
+	if fi, err := os.Stat(filepath.Join(repoRoot, "deploy", "healthcheck.sh")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("deploy/healthcheck.sh is not executable: the exec-form HEALTHCHECK could not run it")
+	}
 }
 
 // The Go toolchain image is the Go release go.mod asks for.
