@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -378,6 +379,27 @@ func TestPrometheusReadsTheWorkersSeries(t *testing.T) {
 	if len(used) < 5 {
 		t.Fatalf("the rules read only %v", used)
 	}
+	recorded := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*- record: (\S+)`).FindAllStringSubmatch(string(rules), -1) {
+		recorded[m[1]] = true
+	}
+	// The dashboard in docs/operations.md, its bookmark decoded.
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	for _, line := range strings.Split(text, "\n") {
+		if u, err := url.QueryUnescape(line); err == nil && strings.Contains(line, "/graph?") {
+			text += "\n" + u
+		}
+	}
+	for _, r := range regexp.MustCompile(`\bcapfilt:[a-z0-9_:]+`).FindAllString(text, -1) {
+		if !recorded[r] {
+			t.Errorf("docs/operations.md shows %s, which capfilt-rules.yml does not record", r)
+		}
+	}
+	used = append(used, regexp.MustCompile(`\bcapfilt_[a-z_]+`).FindAllString(text, -1)...)
 	for _, u := range used {
 		base := u
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
@@ -386,7 +408,7 @@ func TestPrometheusReadsTheWorkersSeries(t *testing.T) {
 			}
 		}
 		if !names[base] {
-			t.Errorf("capfilt-rules.yml reads %s, which workers do not export", u)
+			t.Errorf("capfilt-rules.yml or docs/operations.md reads %s, which workers do not export", u)
 		}
 	}
 
