@@ -1,0 +1,119 @@
+package synth
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// WorldConfig is what a synthetic world is made of. Start from DefaultWorldConfig: a
+// zero field is taken as written, never replaced by a default.
+type WorldConfig struct {
+	// Out is the folder the world is written to.
+	Out string `json:"-"`
+	// WebImages, AnnotatedImages and TestImages are the sizes of the three sets.
+	WebImages       int `json:"web_images"`
+	AnnotatedImages int `json:"annotated_images"`
+	TestImages      int `json:"test_images"`
+	// CaptionsPerImage is how many captions each annotated and test image has.
+	CaptionsPerImage int `json:"captions_per_image"`
+	// PartialCaptions of an annotated image's captions are true but incomplete, as
+	// people's captions are; the rest are full. Test references are all full.
+	PartialCaptions int `json:"partial_captions"`
+	// ImageSize is the side of every image, in pixels.
+	ImageSize int `json:"image_size"`
+	// PerShard is how many web samples each tar holds.
+	PerShard int `json:"per_shard"`
+	// Noise is the share of web captions that are injected noise, split over the noise
+	// kinds by NoiseMix; Incomplete the share that are true but incomplete. The rest are
+	// full. Each share is exact to one caption.
+	Noise      float64  `json:"noise"`
+	Incomplete float64  `json:"incomplete"`
+	NoiseMix   NoiseMix `json:"noise_mix"`
+	// JPEGShare of the images are JPEG, the rest PNG.
+	JPEGShare float64 `json:"jpeg_share"`
+	// Seed fixes every draw: the same config writes the same bytes.
+	Seed uint64 `json:"seed"`
+	// Overwrite replaces a world already in Out (only the files a world is made of).
+	Overwrite bool `json:"-"`
+	// Progress, when set, is called from the generating goroutine as images are done.
+	Progress func(Progress) `json:"-"`
+}
+
+// Progress says how far Generate is.
+type Progress struct {
+	Set         string // "web", "annotated" or "test"
+	Done, Total int    // images done and to do, over all sets
+}
+
+// DefaultWorldConfig is the world the demo is sized for (see the package doc for why):
+// 2000 web images of 48×48 pixels in 8 shards, 40% noise, 30% incomplete, 300
+// annotated and 200 test images with 5 captions each.
+func DefaultWorldConfig(out string) WorldConfig {
+	return WorldConfig{
+		Out: out, WebImages: 2000, AnnotatedImages: 300, TestImages: 200, CaptionsPerImage: 5, PartialCaptions: 1,
+		ImageSize: 48, PerShard: 250, Noise: 0.4, Incomplete: 0.3, NoiseMix: DefaultNoiseMix(), JPEGShare: 0.6,
+	}
+}
+
+// MaxImageSize bounds the render size; the world's detail needs no more.
+const MaxImageSize = 512
+
+// Validate checks every field and names the one that is wrong.
+func (c WorldConfig) Validate() error {
+	switch {
+	case c.Out == "":
+		return fmt.Errorf("world: no output folder")
+	case c.WebImages < 2:
+		return fmt.Errorf("world: web images %d: want at least 2 (other-image noise needs another image)", c.WebImages)
+	case c.AnnotatedImages < 1 || c.TestImages < 1:
+		return fmt.Errorf("world: annotated images %d, test images %d: want at least 1 each", c.AnnotatedImages, c.TestImages)
+	case c.CaptionsPerImage < 1 || c.CaptionsPerImage > 20:
+		return fmt.Errorf("world: captions per image %d: want 1 to 20", c.CaptionsPerImage)
+	case c.PartialCaptions < 0 || c.PartialCaptions >= c.CaptionsPerImage:
+		return fmt.Errorf("world: partial captions %d: want 0 to %d (fewer than the %d captions per image)", c.PartialCaptions, c.CaptionsPerImage-1, c.CaptionsPerImage)
+	case c.ImageSize < MinImageSize || c.ImageSize > MaxImageSize || c.ImageSize%16 != 0:
+		return fmt.Errorf("world: image size %d: want a multiple of 16 (the ViT patch) from %d to %d", c.ImageSize, MinImageSize, MaxImageSize)
+	case c.PerShard < 1 || c.PerShard > 9999:
+		return fmt.Errorf("world: per shard %d: want 1 to 9999 (keys are 5 digits of shard, 4 of sample)", c.PerShard)
+	case (c.WebImages+c.PerShard-1)/c.PerShard > 99999:
+		return fmt.Errorf("world: %d web images at %d per shard make more than 99999 shards", c.WebImages, c.PerShard)
+	case !(c.Noise >= 0 && c.Noise <= 1):
+		return fmt.Errorf("world: noise %g: want a share from 0 to 1", c.Noise)
+	case !(c.Incomplete >= 0 && c.Incomplete <= 1):
+		return fmt.Errorf("world: incomplete %g: want a share from 0 to 1", c.Incomplete)
+	case c.Noise+c.Incomplete > 1+1e-9:
+		return fmt.Errorf("world: noise %g + incomplete %g is over 1", c.Noise, c.Incomplete)
+	case !(c.JPEGShare >= 0 && c.JPEGShare <= 1):
+		return fmt.Errorf("world: jpeg share %g: want a share from 0 to 1", c.JPEGShare)
+	}
+	if err := c.NoiseMix.validate(); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
+	return nil
+}
+
+// ModelConfigJSON is the tiny BLIP the world is sized for, as an HF config.json that
+// blip.FromHFConfig reads (the keys of blip.Config.HFConfigJSON). Both towers are 64
+// wide: a ViT of 3 layers over 16-pixel patches (at 48 px, a 3×3 grid of patches, one
+// per layout cell, so each object is one token) and a text transformer of 2 layers
+// over the world vocabulary, whose [DEC] and [ENC] ids follow its last token.
+func ModelConfigJSON(imageSize int) ([]byte, error) {
+	if imageSize%16 != 0 || imageSize < MinImageSize {
+		return nil, fmt.Errorf("model config: image size %d is not a multiple of 16 from %d", imageSize, MinImageSize)
+	}
+	n := len(worldVocab())
+	text := map[string]any{
+		"vocab_size": n + 2, "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+		"max_position_embeddings": 64, "encoder_hidden_size": 64, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
+		"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "pad_token_id": 0, "bos_token_id": n,
+		"sep_token_id": 3, "eos_token_id": 2, "cls_token_id": 2, "enc_token_id": n + 1, "model_type": "blip_text_model",
+	}
+	vision := map[string]any{
+		"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+		"image_size": imageSize, "patch_size": 16, "layer_norm_eps": 1e-5, "hidden_act": "gelu", "model_type": "blip_vision_model",
+	}
+	return json.MarshalIndent(map[string]any{
+		"model_type": "blip", "architectures": []string{"BlipModel"}, "image_text_hidden_size": 32,
+		"projection_dim": 32, "text_config": text, "vision_config": vision,
+	}, "", "  ")
+}
