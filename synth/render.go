@@ -34,9 +34,10 @@ func (p Picture) Centre(i, size int) (x, y int) {
 	y0, y1 := cellBounds(o.Row, size)
 	cell := min(x1-x0, y1-y0)
 	h := halfExtent(o.Size, cell)
-	// The jitter leaves a pixel of background around the object and never moves it by
-	// more than an eighth of the cell, so it stays well inside its cell.
-	room := max(0, min(cell/2-h-1, cell/8))
+	// The jitter leaves a pixel of background around the object and moves it by at most
+	// a sixteenth of the cell (1 px at 48 px), so the cell's centre pixel always shows the
+	// object, even a small diamond or cross.
+	room := max(0, min(cell/2-h-1, cell/16))
 	return (x0+x1)/2 + int(math.Round(o.JitterX*float64(room))), (y0+y1)/2 + int(math.Round(o.JitterY*float64(room)))
 }
 
