@@ -58,36 +58,52 @@ func DefaultWorldConfig(out string) WorldConfig {
 // MaxImageSize bounds the render size; the world's detail needs no more.
 const MaxImageSize = 512
 
-// Validate checks every field and names the one that is wrong.
+// ConfigError is a WorldConfig field with a bad value. Field is the field's JSON name
+// ("noise", "web_images", ...), so a command can say which of its settings it was.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "world: " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every field and names the one that is wrong (a *ConfigError).
 func (c WorldConfig) Validate() error {
 	switch {
 	case c.Out == "":
-		return fmt.Errorf("world: no output folder")
+		return fieldErr("out", "no output folder")
 	case c.WebImages < 2:
-		return fmt.Errorf("world: web images %d: want at least 2 (other-image noise needs another image)", c.WebImages)
-	case c.AnnotatedImages < 1 || c.TestImages < 1:
-		return fmt.Errorf("world: annotated images %d, test images %d: want at least 1 each", c.AnnotatedImages, c.TestImages)
+		return fieldErr("web_images", "web images %d: want at least 2 (other-image noise needs another image)", c.WebImages)
+	case c.AnnotatedImages < 1:
+		return fieldErr("annotated_images", "annotated images %d: want at least 1", c.AnnotatedImages)
+	case c.TestImages < 1:
+		return fieldErr("test_images", "test images %d: want at least 1", c.TestImages)
 	case c.CaptionsPerImage < 1 || c.CaptionsPerImage > 20:
-		return fmt.Errorf("world: captions per image %d: want 1 to 20", c.CaptionsPerImage)
+		return fieldErr("captions_per_image", "captions per image %d: want 1 to 20", c.CaptionsPerImage)
 	case c.PartialCaptions < 0 || c.PartialCaptions >= c.CaptionsPerImage:
-		return fmt.Errorf("world: partial captions %d: want 0 to %d (fewer than the %d captions per image)", c.PartialCaptions, c.CaptionsPerImage-1, c.CaptionsPerImage)
+		return fieldErr("partial_captions", "partial captions %d: want 0 to %d (fewer than the %d captions per image)", c.PartialCaptions, c.CaptionsPerImage-1, c.CaptionsPerImage)
 	case c.ImageSize < MinImageSize || c.ImageSize > MaxImageSize || c.ImageSize%16 != 0:
-		return fmt.Errorf("world: image size %d: want a multiple of 16 (the ViT patch) from %d to %d", c.ImageSize, MinImageSize, MaxImageSize)
+		return fieldErr("image_size", "image size %d: want a multiple of 16 (the ViT patch) from %d to %d", c.ImageSize, MinImageSize, MaxImageSize)
 	case c.PerShard < 1 || c.PerShard > 9999:
-		return fmt.Errorf("world: per shard %d: want 1 to 9999 (keys are 5 digits of shard, 4 of sample)", c.PerShard)
+		return fieldErr("per_shard", "per shard %d: want 1 to 9999 (keys are 5 digits of shard, 4 of sample)", c.PerShard)
 	case (c.WebImages+c.PerShard-1)/c.PerShard > 99999:
-		return fmt.Errorf("world: %d web images at %d per shard make more than 99999 shards", c.WebImages, c.PerShard)
+		return fieldErr("web_images", "%d web images at %d per shard make more than 99999 shards", c.WebImages, c.PerShard)
 	case !(c.Noise >= 0 && c.Noise <= 1):
-		return fmt.Errorf("world: noise %g: want a share from 0 to 1", c.Noise)
+		return fieldErr("noise", "noise %g: want a share from 0 to 1", c.Noise)
 	case !(c.Incomplete >= 0 && c.Incomplete <= 1):
-		return fmt.Errorf("world: incomplete %g: want a share from 0 to 1", c.Incomplete)
+		return fieldErr("incomplete", "incomplete %g: want a share from 0 to 1", c.Incomplete)
 	case c.Noise+c.Incomplete > 1+1e-9:
-		return fmt.Errorf("world: noise %g + incomplete %g is over 1", c.Noise, c.Incomplete)
+		return fieldErr("incomplete", "noise %g + incomplete %g is over 1", c.Noise, c.Incomplete)
 	case !(c.JPEGShare >= 0 && c.JPEGShare <= 1):
-		return fmt.Errorf("world: jpeg share %g: want a share from 0 to 1", c.JPEGShare)
+		return fieldErr("jpeg_share", "jpeg share %g: want a share from 0 to 1", c.JPEGShare)
 	}
 	if err := c.NoiseMix.validate(); err != nil {
-		return fmt.Errorf("world: %w", err)
+		return &ConfigError{Field: "noise_mix", Err: err}
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func planImage(seed uint64, set, i int, jpegShare float64) planned {
 	rng := imageRNG(seed, set, i)
 	p := planned{pic: RandomPicture(rng), format: "png"}
 	if rng.Float64() < jpegShare {
-		p.format, p.quality = "jpg", 80+rng.IntN(16)
+		p.format, p.quality = "jpg", 85+rng.IntN(11)
 	}
 	return p
 }

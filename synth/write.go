@@ -24,6 +24,10 @@ import (
 // removes; world.json comes first so a half-removed world never reads as whole.
 var worldEntries = []string{"world.json", "web", "annotated", "test", "vocab.txt", "model_config.json"}
 
+// ErrWorldExists is what Generate returns (wrapped) when Out holds a world and
+// Overwrite is not set.
+var ErrWorldExists = errors.New("a world is already there")
+
 // prepareOut makes out, refusing to write over a world unless overwrite is set.
 func prepareOut(out string, overwrite bool) error {
 	for _, name := range worldEntries {
@@ -34,7 +38,7 @@ func prepareOut(out string, overwrite bool) error {
 			return fmt.Errorf("world %s: %w", out, err)
 		}
 		if !overwrite {
-			return fmt.Errorf("world %s: %s already exists (overwrite to replace the world)", out, p)
+			return fmt.Errorf("world %s: %s already exists: %w", out, p, ErrWorldExists)
 		}
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("world %s: remove the old %s: %w", out, name, err)

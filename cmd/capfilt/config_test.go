@@ -124,6 +124,9 @@ var perInvocation = map[string]bool{
 	"preset": true, "vocab": true, "corrupt": true, "mismatch": true, "per-shard": true, "shards": true,
 	"image-size": true, "preprocess-size": true, "processes": true, "threads-per-worker": true,
 	"repeat": true, "wait": true,
+	// capfilt synth: the shape of the one world this call writes.
+	"images": true, "annotated": true, "test": true, "captions": true, "partial": true, "noise": true,
+	"incomplete": true, "noise-mix": true, "jpeg": true, "overwrite": true,
 }
 
 // capfilt.example.yaml documents every setting: a new flag must be added there.

@@ -49,6 +49,7 @@ the command line, each overriding the one before.`,
 	pf.String("log-format", "text", "log format: text or json")
 	pf.Int("threads", 0, "CPU threads per tensor op, matmuls included (0: matmuls on every CPU, other ops on one)")
 	root.AddCommand(newVersionCommand(a), newConfigCommand(a), newModelCommand(a), newCaptionCommand(a), newScoreCommand(a))
+	root.AddCommand(newSynthCommand(a))
 	addPipelineCommands(a, root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	return root
