@@ -48,8 +48,12 @@ func TestEveryCaptionAndJunkTokenizesWithTheWorldVocabularyWithoutUnknown(t *tes
 			}
 		}
 	}
-	if longest > 32 {
-		t.Errorf("longest caption is %d tokens; the world promises short captions", longest)
+	if longest > CaptionTokenBound {
+		t.Errorf("longest caption is %d tokens, over the bound %d", longest, CaptionTokenBound)
+	}
+	worst := "on a checkered background, there is a little orange diamond to the left of a little orange triangle to the right of a little orange square"
+	if n := len(tok.Encode(worst)); n != CaptionTokenBound {
+		t.Errorf("the longest caption the grammar writes is %d tokens, the bound says %d", n, CaptionTokenBound)
 	}
 	// Every word the grammar writes is one token, so captions cost a token a word.
 	for _, w := range append(append(slices.Clone(grammarWords), Shapes...), Colours...) {

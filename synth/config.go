@@ -55,6 +55,13 @@ func DefaultWorldConfig(out string) WorldConfig {
 	}
 }
 
+// CaptionTokenBound is the most tokens a caption of the world can take, [CLS] and [SEP]
+// included: three objects, each relation worded "to the ... of", a "little" or "big" for
+// each size, "there is" and the background first ("on a checkered background, there is
+// a little orange diamond to the left of a little orange triangle to the right of a
+// little orange square"). Junk is shorter.
+const CaptionTokenBound = 29
+
 // MaxImageSize bounds the render size; the world's detail needs no more.
 const MaxImageSize = 512
 

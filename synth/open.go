@@ -57,8 +57,8 @@ type recommended struct {
 	HorizontalFlip bool   `json:"horizontal_flip"`
 	RandomCrop     bool   `json:"random_crop"`
 	Why            string `json:"why"`
-	// GenerationMaxLength counts every decoder token: [DEC], the prompt's three words, the
-	// caption and [SEP].
+	// GenerationMaxLength counts every decoder token: [DEC], the prompt's three words and
+	// the longest caption the world can write with its [SEP] (CaptionTokenBound less [CLS]).
 	GenerationMaxLength int `json:"generation_max_length"`
 	GenerationMinLength int `json:"generation_min_length"`
 }
@@ -99,7 +99,7 @@ func writeWorldFiles(w *World) error {
 	m.Vocab.File, m.Vocab.Size, m.Vocab.ModelVocabSize, m.Vocab.MaxCaptionTokens = "vocab.txt", len(vocab), len(vocab)+2, w.MaxCaptionTokens
 	m.Recommended = recommended{Prompt: "a picture of ", MaxWords: 30,
 		Why:                 "captions name left, right, top, bottom and cells: a horizontal flip or a crop makes them false",
-		GenerationMaxLength: w.MaxCaptionTokens + 3, GenerationMinLength: 5}
+		GenerationMaxLength: CaptionTokenBound + 3, GenerationMinLength: 5}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("world: %w", err)
