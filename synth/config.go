@@ -45,13 +45,18 @@ type Progress struct {
 	Done, Total int    // images done and to do, over all sets
 }
 
-// DefaultWorldConfig is the world the demo is sized for (see the package doc for why):
-// 2000 web images of 48×48 pixels in 8 shards, 40% noise, 30% incomplete, 300
-// annotated and 200 test images with 5 captions each.
+// DefaultWorldConfig is the world the demo is sized for: 2000 web images of 48×48
+// pixels in 8 shards, 40% noise and 45% incomplete (so 15% full), 150 annotated and 200
+// test images with 5 captions each. Web text that is mostly incomplete or wrong, and an
+// annotated set small beside it, is where CapFilt pays: in a probe (testdata/
+// probe_learnability.py: a tiny two-tower ITC model, 500 steps of 64, 3 seeds) test
+// TR@1/IR@1 went from 0.55/0.57 on the noisy web to 0.69/0.73 with the noise removed and
+// clean captions added (+14/+16 points); with 30% incomplete and 300 annotated images
+// the gain was +10/+7 (2 seeds).
 func DefaultWorldConfig(out string) WorldConfig {
 	return WorldConfig{
-		Out: out, WebImages: 2000, AnnotatedImages: 300, TestImages: 200, CaptionsPerImage: 5, PartialCaptions: 1,
-		ImageSize: 48, PerShard: 250, Noise: 0.4, Incomplete: 0.3, NoiseMix: DefaultNoiseMix(), JPEGShare: 0.6,
+		Out: out, WebImages: 2000, AnnotatedImages: 150, TestImages: 200, CaptionsPerImage: 5, PartialCaptions: 1,
+		ImageSize: 48, PerShard: 250, Noise: 0.4, Incomplete: 0.45, NoiseMix: DefaultNoiseMix(), JPEGShare: 0.6,
 	}
 }
 

@@ -28,8 +28,8 @@
 // relations replaced by "and", only "two shapes") or noise: a wrong attribute (one
 // colour, shape, size, cell, relation or texture changed), another image's caption, or
 // alt-text junk (file names, shop slogans, near-empty text). The shares are exact: of
-// 2000 captions at 40% noise, 30% incomplete and the default mix, 600 are full, 600
-// incomplete, 320 wrong, 240 another image's and 240 junk. The truth sits in each
+// 2000 captions at the default 40% noise, 45% incomplete and noise mix, 300 are full,
+// 900 incomplete, 320 wrong, 240 another image's and 240 junk. The truth sits in each
 // KEY.json under "synth", a key the pipeline never reads.
 //
 // # Why these sizes
