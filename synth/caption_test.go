@@ -34,7 +34,7 @@ func captionsOfEveryKind(n int, seed uint64) (pics []Picture, captions [][]strin
 
 func TestEveryCaptionAndJunkTokenizesWithTheWorldVocabularyWithoutUnknown(t *testing.T) {
 	tok := worldTokenizer(t)
-	_, captions := captionsOfEveryKind(3000, 1)
+	_, captions := captionsOfEveryKind(1500, 1)
 	longest := 0
 	for _, cs := range captions {
 		for _, c := range cs {
@@ -73,7 +73,7 @@ func TestEveryCaptionAndJunkTokenizesWithTheWorldVocabularyWithoutUnknown(t *tes
 }
 
 func TestGrammarCaptionsScoreAsWhatTheyAre(t *testing.T) {
-	pics, captions := captionsOfEveryKind(2000, 2)
+	pics, captions := captionsOfEveryKind(1000, 2)
 	for i, p := range pics {
 		clean, full, incomplete, wrong, junk := captions[i][0], captions[i][1], captions[i][2], captions[i][3], captions[i][4]
 		if s := AttributeAccuracy(p, clean); !s.Full() {

@@ -8,7 +8,7 @@ queue) for a fixed number of steps on the annotated set plus the web set, once w
 text as written (noisy) and once with the noise removed and each web image given its
 clean caption (an oracle CapFilt), and prints the test set's TR@1 / IR@1 for both.
 
-    capfilt synth --out /tmp/w --jpeg 0          # PNG only: this script decodes PNG itself
+    capfilt synth --out /tmp/w --jpeg 0 --seed 1   # PNG only: this script decodes PNG itself
     /usr/bin/python3 synth/testdata/probe_learnability.py /tmp/w [steps per run] [seed]
 
 Run it by path, not from the repository root with -c: the repo's torch/ folder would
