@@ -126,7 +126,8 @@ var perInvocation = map[string]bool{
 	"repeat": true, "wait": true,
 	// capfilt synth: the shape of the one world this call writes.
 	"images": true, "annotated": true, "test": true, "captions": true, "partial": true, "noise": true,
-	"incomplete": true, "noise-mix": true, "jpeg": true, "overwrite": true,
+	"incomplete": true, "noise-mix": true, "jpeg": true, "overwrite": true, "image-side": true,
+	"shard-size": true, "world-seed": true,
 }
 
 // capfilt.example.yaml documents every setting: a new flag must be added there.
