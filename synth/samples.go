@@ -138,16 +138,8 @@ func WriteSampleShard(w io.Writer, index int, o SampleOptions) error {
 		}
 		meta, _ := json.Marshal(map[string]any{"key": key, "url": fmt.Sprintf("https://example.invalid/%s.%s", key, ext),
 			"width": o.Width, "height": o.Height, "scene": scene, "caption_matches": matches, "corrupt": corrupt})
-		for _, m := range []struct {
-			name string
-			data []byte
-		}{{key + "." + ext, data}, {key + ".txt", []byte(caption)}, {key + ".json", meta}} {
-			if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data)), Typeflag: tar.TypeReg}); err != nil {
-				return err
-			}
-			if _, err := tw.Write(m.data); err != nil {
-				return err
-			}
+		if err := writeMembers(tw, key, ext, data, caption, meta); err != nil {
+			return err
 		}
 	}
 	return tw.Close()
