@@ -47,9 +47,9 @@ func (p *Pretrainer) Close() {
 
 // stepTrace keeps a step's intermediate tensors for checks against the reference.
 type stepTrace struct {
-	simI2T, simT2I       *torch.Tensor
+	simI2T, simT2I         *torch.Tensor
 	weightsT2I, weightsI2T *torch.Tensor // ITM sampling weights
-	itmLogits            *torch.Tensor
+	itmLogits              *torch.Tensor
 }
 
 // Losses runs one pretraining step's forward passes and returns its losses; the caller
