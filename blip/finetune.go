@@ -85,6 +85,7 @@ func (r *RetrievalTrainer) losses(s *torch.Scope, b Batch, o StepOptions) (Losse
 	if err != nil {
 		return Losses{}, nil, err
 	}
+	tr.negatives = HardNegatives{Images: negImages, Texts: negTexts}
 	itm, logits, err := m.itmLoss(s, ids, mask, itc.image, cand, negImages, negTexts, o.Train)
 	if err != nil {
 		return Losses{}, nil, err

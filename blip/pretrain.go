@@ -50,6 +50,7 @@ type stepTrace struct {
 	simI2T, simT2I         *torch.Tensor
 	weightsT2I, weightsI2T *torch.Tensor // ITM sampling weights
 	itmLogits              *torch.Tensor
+	negatives              HardNegatives // the ones used, drawn or fixed
 }
 
 // Losses runs one pretraining step's forward passes and returns its losses; the caller
@@ -90,6 +91,7 @@ func (p *Pretrainer) losses(s *torch.Scope, b Batch, o StepOptions) (Losses, *st
 	if err != nil {
 		return Losses{}, nil, err
 	}
+	tr.negatives = HardNegatives{Images: negImages, Texts: negTexts}
 	cand := itmCandidates{image: itc.image, ids: ids, mask: mask}
 	itm, logits, err := m.itmLoss(s, ids, mask, itc.image, cand, negImages, negTexts, o.Train)
 	if err != nil {

@@ -123,7 +123,7 @@ var perInvocation = map[string]bool{
 	"image": true, "text": true, "pairs": true, "inputs": true, "out": true, "prompt-len": true,
 	"preset": true, "vocab": true, "corrupt": true, "mismatch": true, "per-shard": true, "shards": true,
 	"image-size": true, "preprocess-size": true, "processes": true, "threads-per-worker": true,
-	"repeat": true, "wait": true,
+	"repeat": true, "wait": true, "grads": true,
 }
 
 // capfilt.example.yaml documents every setting: a new flag must be added there.
