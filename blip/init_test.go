@@ -243,7 +243,7 @@ func TestInitTextFromABERTCheckpoint(t *testing.T) {
 		src[f.name] = f.vals
 	}
 	for bert, blip := range map[string]string{
-		"bert.encoder.layer.0.attention.self.query.weight":     "text_encoder.encoder.layer.0.attention.self.query.weight",
+		"bert.encoder.layer.0.attention.self.query.weight":      "text_encoder.encoder.layer.0.attention.self.query.weight",
 		"bert.encoder.layer.1.attention.output.LayerNorm.gamma": "text_encoder.encoder.layer.1.attention.output.LayerNorm.weight",
 		"bert.encoder.layer.1.intermediate.dense.weight":        "text_encoder.encoder.layer.1.intermediate.dense.weight",
 		"bert.encoder.layer.0.output.LayerNorm.beta":            "text_encoder.encoder.layer.0.output.LayerNorm.bias",
@@ -252,7 +252,7 @@ func TestInitTextFromABERTCheckpoint(t *testing.T) {
 		"cls.predictions.transform.dense.weight":                "text_decoder.cls.predictions.transform.dense.weight",
 		"cls.predictions.transform.LayerNorm.beta":              "text_decoder.cls.predictions.transform.LayerNorm.bias",
 		// the decoder's own self-attention starts from BERT's too
-		"bert.encoder.layer.0.attention.self.key.bias":     "text_decoder.bert.encoder.layer.0.attention.self.key.bias",
+		"bert.encoder.layer.0.attention.self.key.bias":       "text_decoder.bert.encoder.layer.0.attention.self.key.bias",
 		"bert.encoder.layer.1.attention.output.dense.weight": "text_decoder.bert.encoder.layer.1.attention.output.dense.weight",
 	} {
 		near(t, bert+" → "+blip, paramValues(t, m, blip), src[bert], 0)
