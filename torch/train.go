@@ -122,3 +122,7 @@ func EMA(dst, src []*Tensor, m float64) error {
 	// Handle arrays passed to C hold no Go pointers themselves (ct_tensor is a C pointer).
 	return takeError("ema", C.ct_ema_(&d[0], &s[0], C.int(len(d)), C.double(m)))
 }
+
+// LiveTensors is the number of tensor handles made and not yet freed, in the whole
+// process: a loop that frees what it makes keeps it constant (leak checks).
+func LiveTensors() int64 { return int64(C.ct_live_tensors()) }

@@ -2,8 +2,11 @@ package torch
 
 import (
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"testing"
+	"time"
 )
 
 func mustI64(t *testing.T, x *Tensor) []int64 {
@@ -257,5 +260,33 @@ func TestResumedAdamWEqualsUninterrupted(t *testing.T) {
 	}
 	for i := range ref {
 		assertClose(t, "resumed", mustF32(t, b[i].Detach()), mustF32(t, ref[i].Detach()), 0)
+	}
+}
+
+// QuiesceGC collects, lets pending cleanups of unscoped tensors run, and stops further
+// collections until the test ends, so LiveTensors changes only by what the test does.
+func quiesceGC(t *testing.T) {
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	old := debug.SetGCPercent(-1)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+}
+
+func TestLiveTensorsCountsHandlesUntilFreed(t *testing.T) {
+	quiesceGC(t)
+	before := LiveTensors()
+	s := NewScope()
+	x := s.Track(Ones(Float32, CPU, 3))
+	y := x.Add(x).MulScalar(2)
+	_ = y
+	z := Zeros(Float32, CPU, 2)
+	if got := LiveTensors() - before; got != 4 {
+		t.Fatalf("%d live handles made, want 4", got)
+	}
+	s.Close()
+	z.Free()
+	if got := LiveTensors() - before; got != 0 {
+		t.Fatalf("%d handles still live after the scope closed and Free", got)
 	}
 }

@@ -213,6 +213,8 @@ ct_error ct_set_grad(ct_tensor t, ct_tensor g);
 ct_error ct_embedding_padded(ct_tensor weight, ct_tensor ids, int64_t padding_idx, ct_tensor *out);
 /* dst[i] = m*dst[i] + (1-m)*src[i] for every pair, in place, outside autograd (EMA) */
 ct_error ct_ema_(const ct_tensor *dst, const ct_tensor *src, int n, double m);
+/* the number of tensor handles alive (made and not yet freed): leak checks */
+int64_t ct_live_tensors(void);
 
 /* ---- benchmarks: timed inside C++ so Go can compare its own overhead ---- */
 ct_error ct_bench_matmul(int64_t n, int iters, double *seconds);

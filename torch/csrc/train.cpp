@@ -9,6 +9,8 @@
 using ct::T;
 using ct::wrap;
 
+std::atomic<int64_t> ct::live_handles{0};
+
 namespace {
 
 at::Generator generator_of(ct_generator g, ct_device dev) {
@@ -19,6 +21,8 @@ at::Generator generator_of(ct_generator g, ct_device dev) {
 }  // namespace
 
 extern "C" {
+
+int64_t ct_live_tensors(void) { return ct::live_handles.load(); }
 
 ct_error ct_generator_get_state(ct_generator g, ct_device dev, uint8_t **out, int64_t *n) {
   CT_TRY({
