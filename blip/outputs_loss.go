@@ -51,12 +51,10 @@ func (m *Model) ReferenceLosses(s *torch.Scope, in LossInputs, grads bool) (map[
 		}
 		defer m.SetTrainable(false)
 	}
-	p, err := NewPretrainer(m, DefaultQueueSize, g)
-	if err != nil {
+	if err := checkPretrainModel(m); err != nil {
 		return nil, err
 	}
-	defer p.Close()
-	p.Negatives = g
+	var q *FeatureQueues
 	if in.ImageQueue != nil {
 		e := int64(m.Config.EmbedDim)
 		if err := in.ImageQueue.MustShape("blip: image_queue", e, -1); err != nil {
@@ -65,9 +63,19 @@ func (m *Model) ReferenceLosses(s *torch.Scope, in LossInputs, grads bool) (map[
 		if err := in.TextQueue.MustShape("blip: text_queue", in.ImageQueue.Shape()...); err != nil {
 			return nil, err
 		}
-		p.Queues.Close()
-		p.Queues = &FeatureQueues{Image: ownedCopy(in.ImageQueue, m.device), Text: ownedCopy(in.TextQueue, m.device)}
+		q = &FeatureQueues{Image: ownedCopy(in.ImageQueue, m.device), Text: ownedCopy(in.TextQueue, m.device)}
+	} else {
+		var err error
+		if q, err = NewFeatureQueues(m.Config.EmbedDim, DefaultQueueSize, false, g, m.device); err != nil {
+			return nil, err
+		}
 	}
+	p, err := newPretrainer(m, q)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	p.Negatives = g
 	o := StepOptions{Alpha: in.Alpha}
 	if in.NegImageIdx != nil {
 		o.Negatives = &HardNegatives{Images: in.NegImageIdx, Texts: in.NegTextIdx}

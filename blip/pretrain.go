@@ -24,19 +24,31 @@ type Pretrainer struct {
 // NewPretrainer makes the momentum copy of m and queues of queueSize columns drawn from
 // g (nil: the default generator). m must have every part with shared text weights.
 func NewPretrainer(m *Model, queueSize int, g *torch.Generator) (*Pretrainer, error) {
-	if m.TextDecoder == nil || m.ITMHead == nil || m.Temp == nil || !m.SharedText {
-		return nil, fmt.Errorf("blip: pretraining needs every part with the decoder sharing the encoder's weights (blip.AllParts)")
-	}
-	mo, err := NewMomentum(m, MomentumRate)
-	if err != nil {
+	if err := checkPretrainModel(m); err != nil {
 		return nil, err
 	}
 	q, err := NewFeatureQueues(m.Config.EmbedDim, queueSize, false, g, m.device)
 	if err != nil {
-		mo.Close()
+		return nil, err
+	}
+	return newPretrainer(m, q)
+}
+
+// newPretrainer pairs m with its momentum copy and the queues q (which it then owns).
+func newPretrainer(m *Model, q *FeatureQueues) (*Pretrainer, error) {
+	mo, err := NewMomentum(m, MomentumRate)
+	if err != nil {
+		q.Close()
 		return nil, err
 	}
 	return &Pretrainer{Model: m, Momentum: mo, Queues: q}, nil
+}
+
+func checkPretrainModel(m *Model) error {
+	if m.TextDecoder == nil || m.ITMHead == nil || m.Temp == nil || !m.SharedText {
+		return fmt.Errorf("blip: pretraining needs every part with the decoder sharing the encoder's weights (blip.AllParts)")
+	}
+	return nil
 }
 
 // Close frees the momentum model and the queues (not the model).
