@@ -146,7 +146,12 @@ func (m *TextModel) Forward(in TextInput) *torch.Tensor {
 	}
 	sc := ids.Scope()
 	pos := sc.Ref(m.Embeddings.PositionEmbeddings).Narrow(0, past, t)
-	x := m.Embeddings.LayerNorm.Forward(torch.Embedding(m.Embeddings.WordEmbeddings, ids).Add(pos))
+	// The [PAD] row gets no gradient from the lookup, as BERT's padding_idx.
+	words := torch.EmbeddingPadded(m.Embeddings.WordEmbeddings, ids, m.cfg.PadID)
+	if err := words.Err(); err != nil {
+		return torch.Failed(m.idsError(ids, err))
+	}
+	x := m.Embeddings.LayerNorm.Forward(words.Add(pos))
 	x = x.Dropout(m.cfg.Dropout, in.Train)
 	mask, err := selfAttentionMask(ids, in.Mask, past, in.Causal, m.Embeddings.WordEmbeddings.DType())
 	if err != nil {
@@ -172,6 +177,25 @@ func (m *TextModel) Forward(in TextInput) *torch.Tensor {
 		in.Cache.Len += int(t)
 	}
 	return x
+}
+
+// idsError explains a failed embedding lookup: libtorch's "index out of range" does not
+// say which id or how many there are, and the usual cause is a tokenizer whose
+// vocabulary is larger than the model's embedding.
+func (m *TextModel) idsError(ids *torch.Tensor, lookup error) error {
+	v := int64(m.cfg.VocabSize)
+	sc := torch.NewScope()
+	defer sc.Close()
+	r := sc.Ref(ids)
+	hi, errHi := r.Amax(false).Item()
+	lo, errLo := r.Amin(false).Item()
+	switch {
+	case errHi == nil && int64(hi) >= v:
+		return fmt.Errorf("text: token id %d is outside the vocabulary of %d ids (the model's word embeddings)", int64(hi), v)
+	case errLo == nil && lo < 0:
+		return fmt.Errorf("text: token id %d is negative (vocabulary of %d ids)", int64(lo), v)
+	}
+	return fmt.Errorf("text: word embeddings: %w", lookup)
 }
 
 func (l *TextLayer) Forward(x, mask, image *torch.Tensor, groups int, train bool, p float64, lc *layerCache, past int64) *torch.Tensor {
@@ -229,6 +253,12 @@ func (a *AttentionBlock) crossAttention(x, image *torch.Tensor, groups int, trai
 		}
 	}
 	s := x.Shape()
+	if len(s) != 3 {
+		if err := x.Err(); err != nil {
+			return torch.Failed(err)
+		}
+		return torch.Failed(fmt.Errorf("cross attention: want [B,T,D] queries, got shape %v", s))
+	}
 	b, t, d := s[0], s[1], s[2]
 	g, h := int64(groups), int64(a.heads)
 	q := a.Self.Query.Forward(x) // [B, T, D]

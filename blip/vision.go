@@ -115,6 +115,12 @@ func (l *VisionLayer) Forward(x *torch.Tensor, train bool, dropPath float64) *to
 
 func (a *VisionAttention) Forward(x *torch.Tensor) *torch.Tensor {
 	s := x.Shape()
+	if len(s) != 3 {
+		if err := x.Err(); err != nil {
+			return torch.Failed(err)
+		}
+		return torch.Failed(fmt.Errorf("vision attention: want [B,N,D], got shape %v", s))
+	}
 	b, n, d := s[0], s[1], s[2]
 	qkv := a.QKV.Forward(x).View(b, n, 3, int64(a.heads), d/int64(a.heads)).Permute(2, 0, 3, 1, 4)
 	out := torch.Attention(qkv.Select(0, 0), qkv.Select(0, 1), qkv.Select(0, 2), nil, false, 0, torch.AttentionBest)

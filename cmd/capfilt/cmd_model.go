@@ -21,7 +21,7 @@ func newModelCommand(a *app) *cobra.Command {
 		Use:   "model",
 		Short: "Inspect, run and convert BLIP checkpoints",
 	}
-	cmd.AddCommand(newModelInspectCommand(a), newModelForwardCommand(a), newModelGenerateCommand(a), newModelConvertCommand(a),
+	cmd.AddCommand(newModelInspectCommand(a), newModelForwardCommand(a), newModelLossCommand(a), newModelGenerateCommand(a), newModelConvertCommand(a),
 		newModelRandomCommand(a))
 	return cmd
 }

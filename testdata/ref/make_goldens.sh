@@ -60,4 +60,6 @@ echo "| base model.safetensors (\`make-random base DIR\`; bytes depend on st.py'
 # MANIFEST.md paths are shown relative to the repository root; strip the temp dir from them
 sed -i "s|$TMP/base|BASEDIR|g; s|$TMP/|TMP/|g" "$STEPS"
 $PY testdata/ref/manifest.py $G "$STEPS" "$TMP/extra.md"
+# the training goldens, merged into the manifest just written
+sh testdata/ref/make_train_goldens.sh
 echo "done: $G"

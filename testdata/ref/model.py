@@ -115,7 +115,9 @@ def text_forward(sd, cfg, prefix, input_ids, additive_mask, image_embeds=None, c
     t = cfg["text_config"]
     heads, eps = t["num_attention_heads"], t["layer_norm_eps"]
     L = input_ids.shape[1]
-    x = sd[prefix + "embeddings.word_embeddings.weight"][input_ids]
+    # padding_idx: the [PAD] row gets no gradient from the lookup (nn.Embedding, spec §3 "pad 0")
+    x = F.embedding(input_ids, sd[prefix + "embeddings.word_embeddings.weight"],
+                    padding_idx=t["pad_token_id"])
     x = x + sd[prefix + "embeddings.position_embeddings.weight"][:L][None]
     x = layer_norm(x, sd, prefix + "embeddings.LayerNorm", eps)
     if collect is not None:

@@ -197,6 +197,25 @@ ct_error ct_optimizer_set_lr(ct_optimizer o, int group, double lr);
 ct_error ct_optimizer_save(ct_optimizer o, const char *path);
 ct_error ct_optimizer_load(ct_optimizer o, const char *path);
 
+/* ==== training (train.cpp): random-number state, in-place and autograd helpers ==== */
+/* A generator's state as bytes (malloc'd into *out, *n bytes), and back. g NULL means
+ * libtorch's default generator of device dev: dropout and every op given no generator
+ * draw from it. Restoring a state replays the same draws (bit-identical resume). */
+ct_error ct_generator_get_state(ct_generator g, ct_device dev, uint8_t **out, int64_t *n);
+ct_error ct_generator_set_state(ct_generator g, ct_device dev, const uint8_t *data, int64_t n);
+/* t clamped to [lo, hi] in place, outside autograd (the ITC temperature) */
+ct_error ct_clamp_(ct_tensor t, double lo, double hi);
+/* a copy of t cut off from autograd (requires_grad false): momentum copies */
+ct_error ct_detached_clone(ct_tensor t, ct_tensor *out);
+/* sets t's gradient to g (NULL drops it) */
+ct_error ct_set_grad(ct_tensor t, ct_tensor g);
+/* embedding whose padding row receives no gradient from the lookup (nn.Embedding padding_idx) */
+ct_error ct_embedding_padded(ct_tensor weight, ct_tensor ids, int64_t padding_idx, ct_tensor *out);
+/* dst[i] = m*dst[i] + (1-m)*src[i] for every pair, in place, outside autograd (EMA) */
+ct_error ct_ema_(const ct_tensor *dst, const ct_tensor *src, int n, double m);
+/* the number of tensor handles alive (made and not yet freed): leak checks */
+int64_t ct_live_tensors(void);
+
 /* ---- benchmarks: timed inside C++ so Go can compare its own overhead ---- */
 ct_error ct_bench_matmul(int64_t n, int iters, double *seconds);
 

@@ -113,7 +113,8 @@ ct_error ct_binary_scalar(int op, ct_tensor ha, double s, int reversed, ct_tenso
     if (reversed) {
       switch (op) {
         case CT_SUB: r = at::rsub(a, sc); break;
-        case CT_DIV: r = at::reciprocal(a).mul_(sc); break;
+        // Not in place: autograd keeps the reciprocal for the backward pass.
+        case CT_DIV: r = at::reciprocal(a).mul(sc); break;
         case CT_POW: r = at::pow(sc, a); break;
         default: throw std::invalid_argument("op " + std::to_string(op) + " has no reversed scalar form");
       }

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -12,8 +13,17 @@
 
 #include "capfilt_torch.h"
 
+namespace ct {
+// Live tensor handles, for leak checks (ct_live_tensors).
+extern std::atomic<int64_t> live_handles;
+}  // namespace ct
+
 struct ct_tensor_s {
   at::Tensor t;
+  explicit ct_tensor_s(at::Tensor x) : t(std::move(x)) { ct::live_handles.fetch_add(1, std::memory_order_relaxed); }
+  ~ct_tensor_s() { ct::live_handles.fetch_sub(1, std::memory_order_relaxed); }
+  ct_tensor_s(const ct_tensor_s &) = delete;
+  ct_tensor_s &operator=(const ct_tensor_s &) = delete;
 };
 
 struct ct_generator_s {
@@ -39,7 +49,7 @@ inline ct_error make_error(int code, const std::string &msg) {
 // Go runtime happens to call us from (libtorch keeps it per thread under OpenMP).
 void sync_threads();
 
-inline ct_tensor wrap(at::Tensor t) { return new ct_tensor_s{std::move(t)}; }
+inline ct_tensor wrap(at::Tensor t) { return new ct_tensor_s(std::move(t)); }
 inline const at::Tensor &T(ct_tensor h) { return h->t; }
 
 at::ScalarType scalar_type(int dtype);
