@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests spend their time inside libtorch gain nothing from the race
 # detector but its slowdown; every other package is tested with -race.
-NORACE_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(torch|blip|captioner|filter|modelstage|trainer)(/|$$)')
+NORACE_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(torch|blip|captioner|filter|modelstage|trainer|demo)(/|$$)')
 RACE_PKGS   := $(filter-out $(NORACE_PKGS),$(shell $(GO) list ./... 2>/dev/null))
 
 .PHONY: setup shim build build-go test bench demo fmt
@@ -35,13 +35,11 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./blip ./captioner ./filter
 	./bin/capfilt bench pipeline
 
-# The README's first run: a random tiny BLIP cleans sample shards with the embedded
-# NATS server (the model is random, so every pair is kept: its scores mean nothing).
+# The README's first run: CapFilt end to end on a synthetic web, then BLIP's Table 1 in
+# miniature and capfilt-demo/report.html (capfilt demo --help). DEMO_FLAGS=--quick runs
+# the few-minute version.
 demo: build
-	@set -e; d=$$(mktemp -d /tmp/capfilt-demo.XXXXXX); set -x; \
-	./bin/capfilt model random --preset tiny --out $$d/model; \
-	./bin/capfilt sample-shards --out $$d/in; \
-	./bin/capfilt run --model $$d/model --input "$$d/in/{00000..00003}.tar" --output $$d/out --itm-threshold 0
+	./bin/capfilt demo --workdir capfilt-demo $(DEMO_FLAGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
