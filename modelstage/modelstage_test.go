@@ -16,6 +16,7 @@ import (
 	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
 	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
@@ -46,16 +47,19 @@ func TestPrepareSaysWhyAnImageIsSkipped(t *testing.T) {
 	}
 }
 
-func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
+func TestBLIPSourceLoadsEachModelOnceAndScoresEveryInputCaptionBeforeTheSynthetic(t *testing.T) {
 	torch.SetNumThreads(1)
 	model := tinyblip.ModelDir(t, 5)
 	src := modelstage.NewBLIPSource(torch.CPU, torch.Float32)
 	defer src.Close()
 	ctx := context.Background()
 	rs := tinyblip.RunSettings(t, "a", []string{"x"}, t.TempDir(), model)
+	if n := src.Loaded(); n != 0 {
+		t.Fatalf("%d model stages loaded before any run asked for one", n)
+	}
 	l1, err := src.Labeler(ctx, rs)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || src.Loaded() != 1 {
+		t.Fatal(err, src.Loaded())
 	}
 	// The same checkpoint named another way is the same model: one labeler.
 	rel, _ := filepath.Rel(must(os.Getwd()), model)
@@ -70,6 +74,11 @@ func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
 	if err != nil || l3 == l1 {
 		t.Fatalf("other generation settings need their own labeler: %v", err)
 	}
+	rs4 := rs
+	rs4.ITMFirstToken = spec.ITMFirstCLS
+	if l4, err := src.Labeler(ctx, rs4); err != nil || l4 == l1 {
+		t.Fatalf("ITM with [CLS] first (HF's scores) needs its own labeler: %v", err)
+	}
 	if !l3.(*modelstage.BLIPLabeler).SharesViT() {
 		t.Fatal("one checkpoint with both towers runs the ViT once")
 	}
@@ -78,23 +87,38 @@ func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Image 0 has two web captions (a caption list), image 1 one human caption: each input
+	// caption is scored on its own, with its source, before the synthetic ones.
 	b := workers.Batch{Pixels: append(append([]float32{}, px...), px...), Keys: []string{"k0", "k1"},
-		WebCaptions: []string{"a red square", "a blue circle"}, Size: side}
+		Captions: [][]string{{"a red square", "a shape on grey"}, {"a blue circle"}},
+		Sources:  []string{shards.SourceWeb, shards.SourceHuman}, Size: side}
 	labels, err := l3.Label(ctx, b)
 	if err != nil || len(labels) != 2 {
 		t.Fatalf("labels %+v (%v)", labels, err)
 	}
 	for i, lab := range labels {
-		cs := lab.Captions
-		if len(cs) != 3 || cs[0].Source != shards.SourceWeb || cs[0].Text != b.WebCaptions[i] ||
-			cs[1].Source != shards.SourceSynthetic || cs[2].Source != shards.SourceSynthetic {
-			t.Fatalf("image %d: captions %+v, want the web one then 2 synthetic", i, cs)
+		cs, in := lab.Captions, b.Captions[i]
+		if len(cs) != len(in)+2 {
+			t.Fatalf("image %d: captions %+v, want %d input ones then 2 synthetic", i, cs, len(in))
 		}
-		for _, c := range cs {
+		for k, c := range cs {
+			want := shards.SourceSynthetic
+			if k < len(in) {
+				want = b.Sources[i]
+				if c.Text != in[k] {
+					t.Fatalf("image %d caption %d is %q, want the input's %q", i, k, c.Text, in[k])
+				}
+			}
+			if c.Source != want {
+				t.Fatalf("image %d caption %d (%q) has source %q, want %q", i, k, c.Text, c.Source, want)
+			}
 			if c.ITM < 0 || c.ITM > 1 || c.ITC < -1 || c.ITC > 1 {
 				t.Fatalf("score out of range: %+v", c)
 			}
 		}
+	}
+	if cs := labels[0].Captions; cs[0].ITM == cs[1].ITM && cs[0].ITC == cs[1].ITC {
+		t.Fatalf("two different captions of one image scored alike: %+v", cs[:2])
 	}
 	if _, err := src.Labeler(ctx, pipeline.RunSettings{Run: "b", Captioner: pipeline.ModelSpec{Path: "/no/model"}, Filter: rs.Filter,
 		Generation: rs.Generation}); !errors.Is(err, fs.ErrNotExist) {

@@ -34,7 +34,7 @@ func NewBLIPSource(dev torch.Device, dt torch.DType) *BLIPSource {
 
 // Labeler returns the model stage of a run's settings, loading what it needs.
 func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (workers.Labeler, error) {
-	key, _ := json.Marshal([]any{canonical(rs.Captioner), canonical(rs.Filter), rs.Generation})
+	key, _ := json.Marshal([]any{canonical(rs.Captioner), canonical(rs.Filter), rs.Generation, rs.ITMFirstToken.OrDefault()})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.labelers[string(key)]; ok {
@@ -52,7 +52,9 @@ func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (work
 	if err != nil {
 		return nil, fmt.Errorf("captioner %s: %w", rs.Captioner.Path, err)
 	}
-	sc, err := filter.NewScorer(fm.Model, fm.Tokenizer, filter.DefaultOptions())
+	opts := filter.DefaultOptions()
+	opts.ITMFirstToken = rs.ITMFirstToken.OrDefault()
+	sc, err := filter.NewScorer(fm.Model, fm.Tokenizer, opts)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", rs.Filter.Path, err)
 	}
@@ -62,6 +64,14 @@ func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (work
 	}
 	s.labelers[string(key)] = l
 	return l, nil
+}
+
+// Loaded is how many model stages are ready: 0 until a run's first job loaded its
+// models (a worker loads them on demand), or when every load so far failed.
+func (s *BLIPSource) Loaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.labelers)
 }
 
 // canonical makes the same checkpoint named two ways one key (so it loads once).
