@@ -9,10 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/filter"
 	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
 	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
@@ -168,4 +170,68 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A hub vocabulary may lack [PAD] and [MASK] (HF accepts one): the model loads, pads with
+// its config's pad_token_id, says what is missing, and scores as with the full vocabulary.
+func TestVocabularyWithoutPadAndMaskLoadsWithTheConfigsIDsAndAWarning(t *testing.T) {
+	torch.SetNumThreads(1)
+	model := tinyblip.ModelDir(t, 3)
+	bare := t.TempDir()
+	for _, name := range []string{"model.safetensors", "config.json"} {
+		data, err := os.ReadFile(filepath.Join(model, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(bare, name), data, 0o644)
+	}
+	vocab := synth.TinyVocab()
+	if vocab[0] != "[PAD]" || vocab[4] != "[MASK]" {
+		t.Fatalf("tiny vocabulary starts %v", vocab[:5])
+	}
+	vocab[0], vocab[4] = "[unused0]", "[unused1]" // same ids, no [PAD] or [MASK] token
+	os.WriteFile(filepath.Join(bare, "vocab.txt"), []byte(strings.Join(vocab, "\n")+"\n"), 0o644)
+
+	l, err := blip.LoadForInference(bare, blip.InferenceOptions{})
+	if err != nil {
+		t.Fatalf("a vocabulary without [PAD]/[MASK] whose config gives pad_token_id: %v", err)
+	}
+	defer l.Close()
+	warned := strings.Join(l.Report.Warnings, "\n")
+	if !strings.Contains(warned, "no [PAD]") || !strings.Contains(warned, "pad_token_id 0") || !strings.Contains(warned, "no [MASK]") {
+		t.Fatalf("warnings %q: want both missing tokens named", l.Report.Warnings)
+	}
+	if l.Tokenizer.PadID() != l.Model.Config.Text.PadID {
+		t.Fatalf("pads with %d, config says %d", l.Tokenizer.PadID(), l.Model.Config.Text.PadID)
+	}
+	full, err := blip.LoadForInference(model, blip.InferenceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if len(full.Report.Warnings) != 0 {
+		t.Fatalf("the full vocabulary warns: %q", full.Report.Warnings)
+	}
+
+	score := func(l *blip.Inference) []filter.Score {
+		sc, err := filter.NewScorer(l.Model, l.Tokenizer, filter.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		px, _, _, err := modelstage.PassThrough{Side: l.Model.Config.Vision.ImageSize}.Prepare(scenePNG(t, 40, 30), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pixels := torch.FromFloat32(px, 1, 3, int64(l.Model.Config.Vision.ImageSize), int64(l.Model.Config.Vision.ImageSize))
+		defer pixels.Free()
+		// Captions of unequal length, so the shorter ones are padded.
+		got, err := sc.ScorePixels(context.Background(), pixels, [][]string{{"a red square on the left of a grey picture", "a square"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0]
+	}
+	if a, b := score(l), score(full); !reflect.DeepEqual(a, b) {
+		t.Fatalf("scores %+v without [PAD]/[MASK], %+v with them", a, b)
+	}
 }

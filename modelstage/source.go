@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 
@@ -21,6 +22,8 @@ import (
 type BLIPSource struct {
 	Device torch.Device
 	DType  torch.DType
+	// Log, when set, is told each load's warnings (a vocabulary without [PAD], ...).
+	Log *slog.Logger
 
 	mu       sync.Mutex
 	models   map[pipeline.ModelSpec]*blip.Inference
@@ -94,6 +97,11 @@ func (s *BLIPSource) load(spec pipeline.ModelSpec) (*blip.Inference, error) {
 	m, err := blip.LoadForInference(spec.Path, blip.InferenceOptions{Tokenizer: spec.Tokenizer, Device: s.Device, DType: s.DType})
 	if err != nil {
 		return nil, err
+	}
+	if s.Log != nil {
+		for _, w := range m.Report.Warnings {
+			s.Log.Warn("model loaded with a warning", "model", spec.Path, "warning", w)
+		}
 	}
 	s.models[spec] = m
 	return m, nil
