@@ -16,7 +16,9 @@ import (
 // that the workers of one process, capfilt run, share a registry), the runs' (labelled
 // by run) and the queue's. Every series a worker or a run will touch exists at zero
 // before its first event, so that rate() and increase() see the first one; a run's
-// series appear as soon as its jobs are in the queue. A nil *Metrics records nothing.
+// series appear as soon as its jobs are in the queue. Worker series count as samples
+// go by, every attempt; run series count each shard once, when it is published, so
+// they agree with the run's stats and manifest. A nil *Metrics records nothing.
 type Metrics struct {
 	images          *prometheus.CounterVec
 	imagesPerSecond *prometheus.GaugeVec
@@ -106,12 +108,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			[]string{"worker", "kind"}),
 		run: runFamilies{
 			read: counter("capfilt_run_samples_read_total",
-				"Input samples the run's shards accounted for (= accepted + rejected images + skipped samples).", "run"),
+				"Input samples of the run's published shards (= accepted + rejected images + skipped samples); a shard counts once it is published.", "run"),
 			images: counter("capfilt_run_images_total",
-				"Scored images of the run by outcome: accepted (kept a caption, a row of the output) or rejected.", "run", "outcome"),
-			skipped: counter("capfilt_run_samples_skipped_total", "Samples of the run skipped, by reason.", "run", "reason"),
+				"Scored images of the run's published shards by outcome: accepted (kept a caption, a row of the output) or rejected.", "run", "outcome"),
+			skipped: counter("capfilt_run_samples_skipped_total", "Samples of the run's published shards skipped, by reason.", "run", "reason"),
 			captions: counter("capfilt_run_captions_total",
-				"Scored captions of the run by source (web, human, synthetic) and the accept rule's decision.", "run", "source", "decision"),
+				"Scored captions of the run's published shards by source (web, human, synthetic) and the accept rule's decision.", "run", "source", "decision"),
 			itm: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "capfilt_run_itm_score",
 				Help:    "ITM match probability of every scored caption of the run, by source: what itm-threshold cuts.",
 				Buckets: prometheus.LinearBuckets(0.05, 0.05, 20)}, []string{"run", "source"}),
@@ -234,7 +236,7 @@ type runSeries struct {
 	itm, itc           map[string]prometheus.Observer
 	f                  *runFamilies
 	run                string
-	mu                 sync.Mutex // over skipped, for reasons the list does not know
+	mu                 sync.Mutex // over skipped, for reasons the list does not know (the workers of a process share it)
 }
 
 // forRun returns a run's series, making them at zero the first time.
@@ -267,50 +269,58 @@ func (m *Metrics) forRun(run string) *runSeries {
 	return s
 }
 
-// sample records a sample accounted for: skipped for reason, or scored ("").
-func (s *runSeries) sample(skipReason string) {
+// scoreLog holds the scores of one shard attempt's captions, by source, until the
+// shard is published.
+type scoreLog struct{ itm, itc map[string][]float32 }
+
+func (l *scoreLog) add(c shards.Caption) {
+	if l.itm == nil {
+		l.itm, l.itc = map[string][]float32{}, map[string][]float32{}
+	}
+	l.itm[c.Source] = append(l.itm[c.Source], c.ITM)
+	l.itc[c.Source] = append(l.itc[c.Source], c.ITC)
+}
+
+// shardPublished adds a published shard's counts (its stats) and scores to the run's
+// series. A run's series count each shard once, when its outputs are published, so that
+// they agree with its stats files and manifest: a failed attempt adds nothing (a shard
+// redone by capfilt retry adds again).
+func (s *runSeries) shardPublished(st *shards.ShardStats, scores *scoreLog) {
 	if s == nil {
 		return
 	}
-	s.read.Inc()
-	if skipReason == "" {
-		return
-	}
+	s.read.Add(float64(st.SamplesRead))
+	s.accepted.Add(float64(st.ImagesKept))
+	s.rejected.Add(float64(st.ImagesRejected))
 	s.mu.Lock()
-	c, ok := s.skipped[skipReason]
-	if !ok {
-		c = s.f.skipped.WithLabelValues(s.run, skipReason)
-		s.skipped[skipReason] = c
+	for reason, n := range st.Skipped {
+		c, ok := s.skipped[reason]
+		if !ok {
+			c = s.f.skipped.WithLabelValues(s.run, reason)
+			s.skipped[reason] = c
+		}
+		c.Add(float64(n))
 	}
 	s.mu.Unlock()
-	c.Inc()
-}
-
-// image records a scored image's verdict.
-func (s *runSeries) image(kept bool) {
-	switch {
-	case s == nil:
-	case kept:
-		s.accepted.Inc()
-	default:
-		s.rejected.Inc()
+	for src, c := range st.Captions {
+		if acc, ok := s.captions[[2]string{src, "accepted"}]; ok {
+			acc.Add(float64(c.Accepted))
+			s.captions[[2]string{src, "rejected"}].Add(float64(c.Rejected))
+		}
 	}
-}
-
-// caption records one scored caption (its source is one of shards.CaptionSources: the
-// shard's stats have refused any other).
-func (s *runSeries) caption(c shards.Caption, kept bool) {
-	if s == nil {
-		return
+	for src, vs := range scores.itm {
+		if h, ok := s.itm[src]; ok {
+			for _, v := range vs {
+				h.Observe(float64(v))
+			}
+		}
 	}
-	d := "rejected"
-	if kept {
-		d = "accepted"
-	}
-	if cnt, ok := s.captions[[2]string{c.Source, d}]; ok {
-		cnt.Inc()
-		s.itm[c.Source].Observe(float64(c.ITM))
-		s.itc[c.Source].Observe(float64(c.ITC))
+	for src, vs := range scores.itc {
+		if h, ok := s.itc[src]; ok {
+			for _, v := range vs {
+				h.Observe(float64(v))
+			}
+		}
 	}
 }
 

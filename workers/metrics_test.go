@@ -2,6 +2,7 @@ package workers_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/capfilt/capfilt/pipeline"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/workers"
 )
@@ -88,9 +91,33 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ma
 	return sum
 }
 
+// failOnce fails the second batch the model stage sees, once: that shard's first attempt
+// fails after it has written rows.
+type failOnce struct {
+	workers.LabelerSource
+	calls *atomic.Int32
+}
+
+func (f failOnce) Labeler(ctx context.Context, rs pipeline.RunSettings) (workers.Labeler, error) {
+	l, err := f.LabelerSource.Labeler(ctx, rs)
+	return failOnceLabeler{l, f.calls}, err
+}
+
+type failOnceLabeler struct {
+	workers.Labeler
+	calls *atomic.Int32
+}
+
+func (l failOnceLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Labels, error) {
+	if l.calls.Add(1) == 2 {
+		return nil, errors.New("injected: the device went away")
+	}
+	return l.Labeler.Label(ctx, b)
+}
+
 // Every series exists at zero before the first shard (so rate() sees the first event),
 // the queue's gauges show the submitted jobs, and after the run the run's counters add
-// up to its manifest and stats.
+// up to its manifest and stats, though one shard failed part-way and was redone.
 func TestMetricsExistAtZeroBeforeTheFirstShardAndAddUpToTheRun(t *testing.T) {
 	w := newWorld(t)
 	w.shards(t, 2, 8)
@@ -104,7 +131,7 @@ func TestMetricsExistAtZeroBeforeTheFirstShardAndAddUpToTheRun(t *testing.T) {
 	}
 	srv := httptest.NewServer(promhttp.HandlerFor(m.Gatherer(reg), promhttp.HandlerOpts{}))
 	defer srv.Close()
-	wk, err := workers.New(w.q, workers.Config{ID: "m0", Models: w.src, Store: w.store, BatchSize: 4, DecodeWorkers: 2,
+	wk, err := workers.New(w.q, workers.Config{ID: "m0", Models: failOnce{w.src, new(atomic.Int32)}, Store: w.store, BatchSize: 4, DecodeWorkers: 2,
 		FetchWait: 200 * time.Millisecond, Finisher: w.coord, Metrics: m, Version: "test",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -178,14 +205,17 @@ func TestMetricsExistAtZeroBeforeTheFirstShardAndAddUpToTheRun(t *testing.T) {
 		{value(t, fams, "capfilt_run_images_total", map[string]string{"run": "metered", "outcome": "accepted"}), tot.Accepted, "accepted"},
 		{value(t, fams, "capfilt_run_images_total", map[string]string{"run": "metered", "outcome": "rejected"}), tot.Rejected, "rejected"},
 		{value(t, fams, "capfilt_run_samples_skipped_total", run), tot.Skipped, "skipped"},
-		{value(t, fams, "capfilt_worker_images_total", map[string]string{"worker": "m0", "outcome": "skipped"}), tot.Skipped, "worker skipped"},
 		{value(t, fams, "capfilt_worker_shards_total", map[string]string{"worker": "m0", "outcome": "done"}), 3, "shards done"},
+		{value(t, fams, "capfilt_worker_shards_total", map[string]string{"worker": "m0", "outcome": "failed"}), 1, "attempts failed"},
 		{value(t, fams, "capfilt_run_jobs_queued", run), 0, "jobs left"},
 		{value(t, fams, "capfilt_queue_jobs", nil), 0, "jobs in the stream"},
 	} {
 		if c.got != float64(c.want) {
 			t.Errorf("%s: metrics say %v, the run %d", c.what, c.got, c.want)
 		}
+	}
+	if got := value(t, fams, "capfilt_worker_images_total", map[string]string{"worker": "m0"}); got <= float64(tot.Read) {
+		t.Errorf("the worker counted %v samples, the run %d: its failed attempt's samples count there", got, tot.Read)
 	}
 	for _, src := range shards.CaptionSources {
 		scored := captions[[2]string{src, "accepted"}] + captions[[2]string{src, "rejected"}]

@@ -131,7 +131,8 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	}
 	g.Go(func() error { return formBatches(gctx, t, ordered, batches, buffers) })
 	g.Go(func() error { return labelBatches(gctx, t, batches, labeled, buffers, &times) })
-	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &times) })
+	var scores scoreLog
+	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &scores, &times) })
 	if err := g.Wait(); err != nil {
 		return res, err
 	}
@@ -153,6 +154,7 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	if err := shards.WriteStats(ctx, t.Store, res.Stats, stats); err != nil {
 		return res, err
 	}
+	t.Metrics.forRun(t.Job.Run).shardPublished(stats, &scores)
 	res.Counts = pipeline.Counts{Read: stats.SamplesRead, Accepted: stats.ImagesKept, Rejected: stats.ImagesRejected,
 		Skipped: stats.SamplesSkipped}
 	res.BatchSize = t.Sizer.Size()
@@ -330,9 +332,8 @@ func labelBatches(ctx context.Context, t ShardTask, batches <-chan *modelBatch, 
 }
 
 // writeRows accounts for every item in order and writes the images that keep a caption.
-func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw shardWriter, stats *shards.ShardStats, times *stageTimes) error {
+func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw shardWriter, stats *shards.ShardStats, scores *scoreLog, times *stageTimes) error {
 	var read int64
-	run := t.Metrics.forRun(t.Job.Run)
 	for b := range labeled {
 		began := time.Now()
 		next := 0
@@ -344,28 +345,24 @@ func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw 
 			case it.s.SkipReason != "":
 				counts["skipped"]++
 				t.Metrics.countError(t.WorkerID, it.s.SkipReason)
-				run.sample(it.s.SkipReason)
 				continue
 			case it.skip != "":
 				stats.Skip(it.skip)
 				counts["skipped"]++
 				t.Metrics.countError(t.WorkerID, it.skip)
-				run.sample(it.skip)
 				continue
 			}
-			run.sample("")
 			stats.ImagesDecoded++
 			if next >= len(b.labels) {
 				return fmt.Errorf("shard %s: model stage labelled %d images of a batch with more", t.Job.Shard.URL, len(b.labels))
 			}
 			lab := b.labels[next]
 			next++
-			row, err := judge(t, it, lab, stats, run)
+			row, err := judge(t, it, lab, stats, scores)
 			if err != nil {
 				return err
 			}
 			stats.CountImage(row != nil)
-			run.image(row != nil)
 			if row == nil {
 				counts["rejected"]++
 				continue
@@ -390,7 +387,7 @@ func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw 
 }
 
 // judge applies the accept rule to an image's captions; the row is nil when none is kept.
-func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats, run *runSeries) (*shards.CleanedRow, error) {
+func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats, scores *scoreLog) (*shards.CleanedRow, error) {
 	row := &shards.CleanedRow{Key: it.s.Key, SourceShard: t.Job.Shard.URL.String(), URL: it.s.URL, Width: it.width, Height: it.height,
 		Captioner: t.Settings.Captioner.Path, Filter: t.Settings.Filter.Path, Meta: it.s.MetaJSON, Kept: it.s.Kept}
 	if !t.Settings.OmitImages {
@@ -407,7 +404,7 @@ func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats, run *run
 		if err := stats.CountCaption(c, keep); err != nil {
 			return nil, err
 		}
-		run.caption(c, keep)
+		scores.add(c)
 		if keep {
 			row.Captions = append(row.Captions, c)
 		} else if t.Settings.WithRejected {

@@ -47,7 +47,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Columns.Caption, "caption-column", "", "Parquet input: the caption column (default: detected)")
 	f.StringVar(&o.Columns.URL, "url-column", "", "Parquet input: the URL column (default: detected)")
 	f.StringVar(&o.Columns.Key, "key-column", "", "Parquet input: the key column (default: detected, else <shard stem>/<row number>)")
-	f.StringSliceVar(&o.Columns.Keep, "keep-columns", nil, "Parquet input: columns to carry into the output with their types, e.g. similarity,punsafe (* : every column the output does not hold)")
+	f.StringSliceVar(&o.Columns.Keep, "keep-columns", nil, "Parquet input: columns to carry into the output with their types, e.g. similarity,punsafe; * keeps every column the output does not hold")
 	f.BoolVar(&o.Human, "human", false, "the input captions were written by annotators (COCO-style): kept as human captions, unfiltered unless --filter-human")
 	f.Int64Var(&o.MaxPixels, "max-pixels", 0, "refuse images whose header declares more pixels (0: the default limit)")
 	f.StringVar(&o.OutputFormat, "output-format", string(shards.OutputParquet), "cleaned shards as parquet (OUT/<stem>.parquet) or wds (WebDataset OUT/<stem>.tar: KEY.jpg, KEY.txt, KEY.json)")

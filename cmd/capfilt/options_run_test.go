@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"image/color"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,5 +80,26 @@ func TestRunFlagsReachTheOutputs(t *testing.T) {
 	}
 	if err := json.Unmarshal(s.MetaJSON, &rec); err != nil || len(rec.Captions) == 0 || len(s.Image) == 0 || strings.TrimSpace(s.Caption) == "" {
 		t.Fatalf("first sample %q: json %s (%v)", s.Key, s.MetaJSON, err)
+	}
+}
+
+// score --itm-first-token cls gives HF's ITM numbers: other ITM, the same ITC.
+func TestScoreITMFirstTokenChangesITMOnly(t *testing.T) {
+	needGoldens(t)
+	img := filepath.Join(t.TempDir(), "a.png")
+	writePNG(t, img, 80, 60, color.RGBA{200, 10, 10, 255})
+	scores := func(first string) (itm, itc float64) {
+		code, out, stderr := runCLI(t, "score", "--model", filepath.Join(refDir, "tiny"), "--tokenizer", tinyVocab,
+			"--image", img, "--text", "a red square", "--itm-first-token", first)
+		var decision, text string
+		if _, err := fmt.Sscanf(out, "itm %f  itc %f  %s %s", &itm, &itc, &decision, &text); code != 0 || err != nil {
+			t.Fatalf("score --itm-first-token %s: exit %d %v\n%s\n%s", first, code, err, out, stderr)
+		}
+		return itm, itc
+	}
+	encITM, encITC := scores("enc")
+	clsITM, clsITC := scores("cls")
+	if encITM == clsITM || encITC != clsITC {
+		t.Fatalf("enc: itm %v itc %v; cls: itm %v itc %v", encITM, encITC, clsITM, clsITC)
 	}
 }
