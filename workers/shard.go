@@ -109,6 +109,7 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 		return res, fmt.Errorf("shard %s: %w", in, err)
 	}
 	stats := shards.NewShardStats(in.String(), t.Job.Run)
+	run := t.Metrics.forRun(t.Job.Run) // at zero from now on, if no scrape saw the run queued
 	var times stageTimes
 	splitsBefore := t.Sizer.Splits()
 
@@ -154,7 +155,7 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	if err := shards.WriteStats(ctx, t.Store, res.Stats, stats); err != nil {
 		return res, err
 	}
-	t.Metrics.forRun(t.Job.Run).shardPublished(stats, &scores)
+	run.shardPublished(stats, &scores)
 	res.Counts = pipeline.Counts{Read: stats.SamplesRead, Accepted: stats.ImagesKept, Rejected: stats.ImagesRejected,
 		Skipped: stats.SamplesSkipped}
 	res.BatchSize = t.Sizer.Size()
