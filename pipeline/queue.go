@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -278,4 +279,38 @@ func (q *Queue) PendingJobs(ctx context.Context, run string) (uint64, error) {
 		return 0, fmt.Errorf("count jobs of run %s: %w", run, err)
 	}
 	return info.State.Subjects[subj], nil
+}
+
+// QueueStats are the stream's and the workers' consumer's counts, as NATS reports them.
+type QueueStats struct {
+	// Jobs is every job in the stream: queued, running or waiting for a retry.
+	Jobs uint64
+	// JobsByRun is Jobs by run, for the runs that have any.
+	JobsByRun map[string]uint64
+	// Undelivered jobs have not been given to any worker yet.
+	Undelivered uint64
+	// InFlight jobs were delivered and are not yet acknowledged.
+	InFlight int
+	// Redelivered jobs were delivered more than once and are not yet acknowledged.
+	Redelivered int
+}
+
+// Stats reads the queue's counts; it changes nothing.
+func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
+	if err != nil {
+		return QueueStats{}, fmt.Errorf("read stream %s: %w", StreamName, err)
+	}
+	ci, err := q.consumer.Info(ctx)
+	if err != nil {
+		return QueueStats{}, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+	}
+	st := QueueStats{Jobs: info.State.Msgs, JobsByRun: map[string]uint64{}, Undelivered: ci.NumPending,
+		InFlight: ci.NumAckPending, Redelivered: ci.NumRedelivered}
+	for subj, n := range info.State.Subjects {
+		if run, ok := strings.CutPrefix(subj, SubjectPrefix+"."); ok && n > 0 {
+			st.JobsByRun[run] = n
+		}
+	}
+	return st, nil
 }

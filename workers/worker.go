@@ -47,6 +47,8 @@ type Config struct {
 	Metrics  *Metrics
 	Log      *slog.Logger
 	Version  string
+	// Build is the binary's build the outputs record (empty: the one Go stamped in it).
+	Build string
 }
 
 // DefaultDrainTimeout leaves a shard time to finish within Kubernetes' default grace.
@@ -96,6 +98,7 @@ func New(q *pipeline.Queue, cfg Config) (*Worker, error) {
 	if size <= 0 {
 		size = 8
 	}
+	cfg.Metrics.AddWorker(cfg.ID, q)
 	return &Worker{q: q, qc: q.Config(), cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
 		runs: map[string]pipeline.RunSettings{}, labelers: map[Labeler]bool{}}, nil
 }
@@ -285,7 +288,7 @@ func (w *Worker) runShard(ctx context.Context, job pipeline.Job, rs pipeline.Run
 		return pipeline.ShardResult{}, err
 	}
 	return ProcessShard(ctx, ShardTask{Job: job, Settings: rs, Labeler: lab, Store: w.cfg.Store, Sizer: w.sizer,
-		DecodeWorkers: w.cfg.DecodeWorkers, Progress: progress, Metrics: w.cfg.Metrics, WorkerID: w.cfg.ID, Version: w.cfg.Version})
+		DecodeWorkers: w.cfg.DecodeWorkers, Progress: progress, Metrics: w.cfg.Metrics, WorkerID: w.cfg.ID, Version: w.cfg.Version, Build: w.cfg.Build})
 }
 
 // settleBatchSize runs FindBatchSize once per model stage when the batch size is automatic
