@@ -16,10 +16,10 @@ import (
 
 // runCommand is `capfilt run`: localrun with the settings of the command line.
 type runCommand struct {
-	run      runOptions
-	device   deviceOptions
-	worker   workerOptions
-	store    storeOptions
+	run       runOptions
+	device    deviceOptions
+	worker    workerOptions
+	store     storeOptions
 	Workers   int
 	StoreDir  string
 	NATSPort  int

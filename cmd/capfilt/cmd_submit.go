@@ -8,8 +8,8 @@ import (
 )
 
 type submitCommand struct {
-	run   runOptions
-	nats  natsOptions
+	run       runOptions
+	nats      natsOptions
 	store     storeOptions
 	Wait      bool
 	Overwrite bool
