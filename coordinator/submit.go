@@ -273,9 +273,6 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings, opts 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.q.EnsureRunConsumer(ctx, rs.Run, recorded.Queue); err != nil {
-		return nil, err
-	}
 	sum.Resubmit = recorded.SubmittedAt != rs.SubmittedAt
 	states, err := c.q.RunShardStates(ctx, rs.Run)
 	if err != nil {
@@ -288,6 +285,12 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings, opts 
 			continue
 		}
 		todo = append(todo, r)
+	}
+	if len(todo) > 0 {
+		// Before the jobs: a worker that sees them finds the run's consumer there.
+		if err := c.q.EnsureRunConsumer(ctx, rs.Run, recorded.Queue); err != nil {
+			return nil, err
+		}
 	}
 	n, err := c.publish(ctx, recorded, todo)
 	sum.Published = n

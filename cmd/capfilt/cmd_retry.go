@@ -20,11 +20,12 @@ func newRetryCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry --run NAME (--failed | --shard S ...) [--wait]",
 		Short: "Re-enqueue a run's dead shards, or chosen done or dead shards",
-		Long: `--failed re-enqueues every dead shard (every attempt failed); --shard names one by id,
-input URL or output stem (repeatable), to redo a dead or done shard. Each gets a new job
-with a fresh set of attempts, and its outputs are overwritten. The worker that settles
-the run's last job rewrites _manifest.json; --wait follows the run until it is complete
-and writes the manifest itself.`,
+		Long: `--failed re-enqueues every dead shard (its attempts ran out, or it could not be
+processed: mend the input first); --shard names one by id, input URL or output stem
+(repeatable), to redo a dead or done shard. Each gets a new job with a fresh set of
+attempts, and its outputs are overwritten. The worker that settles the run's last job
+rewrites _manifest.json; --wait follows the run until it is complete and writes the
+manifest itself.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			run := c.Run
