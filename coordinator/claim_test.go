@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -233,4 +234,58 @@ func captionsOnlyParquet(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// The manifest is an output like any other: a store outage when the last shard settles
+// holds it up, it is not lost.
+func TestTheManifestIsWrittenThroughAStoreOutage(t *testing.T) {
+	srv := testutil.StartS3(t, "bucket")
+	srv.Put(t, "bucket", "in/00000.tar", tarOf(t, map[string]string{"k.jpg": "x", "k.txt": "y"}))
+	store := shards.OpenStore(shards.StoreConfig{S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3PathStyle: true,
+		S3Credentials: srv.Credentials(), S3MaxAttempts: 1})
+	q, _ := setup(t)
+	c := coordinator.New(q, coordinator.Config{Store: store, Version: "test"})
+	ctx := context.Background()
+	sum, err := c.Submit(ctx, runSettings(t, "m", []string{"s3://bucket/in/*.tar"}, "s3://bucket/out/", "/m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range fetch(t, q, 1) {
+		d.Ack(ctx)
+	}
+	st := pipeline.ShardState{Run: "m", Shard: sum.Shards[0], State: pipeline.Done, Attempts: 1}
+	if err := q.PutShardState(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	done := make(chan error, 1)
+	go func() { done <- c.FinishRun(ctx, "m") }()
+	time.Sleep(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("FinishRun returned during the outage: %v", err)
+	default:
+	}
+	srv.Restart(t)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("FinishRun did not return after the store came back")
+	}
+	m, err := coordinator.ReadManifest(ctx, store, mustParse(t, "s3://bucket/out/"))
+	if err != nil || !m.Complete || m.Done != 1 {
+		t.Fatalf("manifest %+v (%v)", m, err)
+	}
+}
+
+func mustParse(t *testing.T, s string) shards.URL {
+	t.Helper()
+	u, err := shards.ParseURL(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
