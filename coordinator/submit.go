@@ -151,14 +151,18 @@ func (c *Coordinator) checkExist(ctx context.Context, urls []shards.URL) error {
 	return nil
 }
 
-// checkReadable reads the first sample of each shard, so that input no worker could read
-// (not a tar, a Parquet file without an image column) is refused before any job exists.
-// A shard damaged part-way, or empty, is fine: workers process what it holds.
+// checkReadable opens each shard, so that input no worker could read (not a tar, a
+// Parquet file without an image column) is refused before any job exists. A tar's first
+// sample is read (its first members); a Parquet file's footer says enough, and its first
+// row group may be hundreds of megabytes. A shard damaged part-way, or empty, is fine:
+// workers process what it holds.
 func (c *Coordinator) checkReadable(ctx context.Context, urls []shards.URL, cols shards.ParquetColumns) error {
 	for _, u := range urls {
 		r, err := shards.OpenShard(ctx, c.store, u, shards.ShardOptions{Columns: cols})
 		if err == nil {
-			_, err = r.Next()
+			if shards.ShardFormat(u) == shards.FormatTar {
+				_, err = r.Next()
+			}
 			r.Close()
 		}
 		var damage *shards.DamageError
