@@ -83,6 +83,8 @@ func (c *runCommand) resolve(a *app) error {
 		return a.bad("workers", c.Workers, "must be at least 1")
 	case c.NATSPort < 0 || c.NATSPort > 65535:
 		return a.bad("nats-port", c.NATSPort, "must be a port number (0: any free one)")
+	case qc.Replicas > 1:
+		return a.bad("queue-replicas", qc.Replicas, "the embedded NATS server is one server: 1")
 	case c.RetryDead && c.StoreDir == "":
 		return usagef("--retry-dead needs the run's state: give the --store-dir the run used")
 	}
