@@ -91,9 +91,9 @@ type RunSettings struct {
 	Rule       spec.AcceptRule `json:"rule"`
 	// ITMFirstToken is what the filter puts first in the ITM text ("" is enc, BLIP's).
 	ITMFirstToken spec.ITMFirstToken `json:"itm_first_token,omitempty"`
-	// Queue is how the run's jobs are retried: workers nak a failed shard with its
-	// backoff and end it after its attempts. The ack wait is the server's, set by the
-	// latest submit (JetStream holds one per consumer).
+	// Queue is how the run's jobs are delivered and retried: its ack wait is its own
+	// consumer's (EnsureRunConsumer), and workers nak a failed shard with its backoff and
+	// end it after its attempts.
 	Queue spec.Queue `json:"queue"`
 
 	Columns   shards.ParquetColumns `json:"columns"`
@@ -212,10 +212,19 @@ type ShardState struct {
 	State State    `json:"state"`
 	// Retry is the job generation the state belongs to (Job.Retry).
 	Retry int `json:"retry"`
-	// Attempts is how many times the current job has been delivered.
-	Attempts  int    `json:"attempts"`
+	// Attempts is how many attempts at the current job have begun: a worker counts its
+	// own when it starts, so a worker lost mid-shard has used one. A delivery handed back
+	// unstarted (NATS unavailable, the worker stopping) uses none, and neither does an
+	// attempt a store outage interrupted (Outages).
+	Attempts int `json:"attempts"`
+	// Outages counts the times an attempt failed because the store was unreachable and
+	// was run again once it answered, without using up an attempt.
+	Outages   int    `json:"outages,omitempty"`
 	Worker    string `json:"worker,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Damage says where and why a shard that is done broke part-way: every sample before
+	// the damage was processed, none after (done with damage). Nil for a whole shard.
+	Damage *shards.ShardDamage `json:"damage,omitempty"`
 
 	Counts Counts `json:"counts"`
 	// Progress is how many samples the running attempt has read so far.

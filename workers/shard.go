@@ -126,7 +126,8 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 
 	g, gctx := errgroup.WithContext(ctx)
 	opts := shards.ShardOptions{Columns: t.Settings.Columns, HumanCaptions: t.Settings.HumanCaptions}
-	g.Go(func() error { return readShard(gctx, t.Store, in, opts, ordered, toDecode, &times) })
+	var damage *shards.DamageError
+	g.Go(func() error { return readShard(gctx, t.Store, in, opts, ordered, toDecode, &times, &damage) })
 	for range decoders {
 		g.Go(func() error { decodeImages(gctx, t.Labeler, t.Settings.MaxPixels, toDecode, &times); return nil })
 	}
@@ -136,6 +137,9 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &scores, &times) })
 	if err := g.Wait(); err != nil {
 		return res, err
+	}
+	if damage != nil {
+		stats.RecordDamage(damage)
 	}
 
 	began := time.Now()
@@ -165,12 +169,15 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	return res, nil
 }
 
-func readShard(ctx context.Context, store shards.Store, in shards.URL, opts shards.ShardOptions, ordered, toDecode chan<- *item, times *stageTimes) error {
+// readShard streams the shard's samples to the stages. A shard damaged part-way ends
+// like a whole one, after its last good sample, with *damage saying where and why.
+func readShard(ctx context.Context, store shards.Store, in shards.URL, opts shards.ShardOptions, ordered, toDecode chan<- *item, times *stageTimes,
+	damage **shards.DamageError) error {
 	defer close(ordered)
 	defer close(toDecode)
 	r, err := shards.OpenShard(ctx, store, in, opts)
 	if err != nil {
-		return err // shards names the shard in its errors
+		return &inputError{err} // shards names the shard in its errors
 	}
 	defer r.Close()
 	for {
@@ -180,8 +187,11 @@ func readShard(ctx context.Context, store shards.Store, in shards.URL, opts shar
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if errors.As(err, damage) {
+			return nil
+		}
 		if err != nil {
-			return err
+			return &inputError{err}
 		}
 		it := &item{s: s, ready: make(chan struct{})}
 		if s.SkipReason != "" {
@@ -450,7 +460,10 @@ func ReadAndPrepare(ctx context.Context, store shards.Store, in shards.URL, prep
 	var times stageTimes
 	var n int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return readShard(gctx, store, in, shards.ShardOptions{}, ordered, toDecode, &times) })
+	var damage *shards.DamageError
+	g.Go(func() error {
+		return readShard(gctx, store, in, shards.ShardOptions{}, ordered, toDecode, &times, &damage)
+	})
 	for range decoders {
 		g.Go(func() error { decodeImages(gctx, prep, 0, toDecode, &times); return nil })
 	}

@@ -59,6 +59,12 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	o.queue.AddFlags(f)
 }
 
+// addOverwriteFlag declares --overwrite, for the commands that claim an output prefix.
+func addOverwriteFlag(f *pflag.FlagSet, dst *bool) {
+	f.BoolVar(dst, "overwrite", false, "take over an output that another run claimed or that holds other files: this run's outputs replace files of the same name")
+	perInvocation(f, "overwrite")
+}
+
 // addRunNameFlag declares --run, the name of a run, for every command that names one.
 func addRunNameFlag(f *pflag.FlagSet, dst *string) {
 	f.StringVar(dst, "run", "", "run name: letters, digits, '-' and '_' (submit: required; run: default the output folder's name)")
