@@ -1,7 +1,12 @@
 package trainer
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -63,4 +68,75 @@ type Result struct {
 	// EpochStats are the data loader's counts of each epoch this invocation ran
 	// (this process's share).
 	EpochStats []EpochStats
+}
+
+// meter measures the speed of the steps this invocation runs.
+type meter struct {
+	t0         time.Time
+	firstStep  int
+	images     int64 // this process's images since t0
+	epochStart time.Time
+	allReduce  time.Duration // time GradSync.Finish waited, since t0
+}
+
+func (m *meter) start(step int) { m.t0, m.firstStep = time.Now(), step }
+
+func (m *meter) startEpoch() { m.epochStart = time.Now() }
+
+// report updates the meter after a step, calls the progress hook and logs the step's
+// record when it is due.
+func (r *run) report(lr float64, loss LossValues, images int, st EpochStats) {
+	m := &r.meter
+	m.images += int64(images)
+	now := time.Now()
+	elapsed := now.Sub(m.t0).Seconds()
+	p := Progress{Step: r.step, Steps: r.stop, Epoch: r.epoch, Epochs: r.cfg.Epochs, EpochStep: r.epochStep,
+		StepsPerEpoch: r.spe, LR: lr, Loss: loss}
+	if elapsed > 0 {
+		p.ImagesPerSec = float64(m.images) * float64(r.world) / elapsed
+		if done := r.step - m.firstStep; done > 0 {
+			p.ETA = time.Duration(float64(r.stop-r.step) * elapsed / float64(done) * float64(time.Second))
+		}
+	}
+	if e := now.Sub(m.epochStart); e > 0 {
+		p.DataWait = st.Wait.Seconds() / e.Seconds()
+	}
+	if r.hooks.Progress != nil {
+		r.hooks.Progress(p)
+	}
+	if r.step%r.cfg.LogEvery != 0 && r.step != r.stop && r.epochStep != r.spe {
+		return
+	}
+	rec := StepRecord{Step: r.step, Epoch: r.epoch, LR: lr, ITC: loss.ITC, ITM: loss.ITM, LM: loss.LM, Total: loss.Total,
+		ImagesPerSec: p.ImagesPerSec, DataWait: p.DataWait, Time: now.UTC()}
+	r.res.History = append(r.res.History, rec)
+	if r.logFile == nil {
+		return
+	}
+	line, _ := json.Marshal(rec)
+	if _, err := r.logFile.Write(append(line, '\n')); err != nil {
+		r.log.Warn("train log", "error", err)
+	}
+}
+
+// openTrainLog opens the JSONL log for appending, after dropping the records of steps
+// past the checkpoint a run resumes from (a killed run logged them, the resumed one
+// logs them again).
+func openTrainLog(path string, step int) (*os.File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var kept []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		var rec StepRecord
+		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &rec) != nil || rec.Step > step || line[len(line)-1] != '\n' {
+			continue
+		}
+		kept = append(kept, line...)
+	}
+	if err := replaceFile(path, kept); err != nil {
+		return nil, fmt.Errorf("train log: %w", err)
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
 }
