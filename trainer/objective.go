@@ -58,7 +58,7 @@ func (o *pretrainObjective) setState(st map[string]*torch.Tensor) error {
 	}
 	return o.p.Queues.SetState(st)
 }
-func (o *pretrainObjective) stateful() bool { return true }
+func (o *pretrainObjective) stateful() bool              { return true }
 func (o *pretrainObjective) negatives() *torch.Generator { return o.p.Negatives }
 func (o *pretrainObjective) close()                      { o.p.Close() }
 
@@ -76,7 +76,7 @@ func (o *retrievalObjective) setState(st map[string]*torch.Tensor) error {
 	}
 	return o.r.Queues.SetState(st)
 }
-func (o *retrievalObjective) stateful() bool { return true }
+func (o *retrievalObjective) stateful() bool              { return true }
 func (o *retrievalObjective) negatives() *torch.Generator { return o.r.Negatives }
 func (o *retrievalObjective) close()                      { o.r.Close() }
 
@@ -87,7 +87,7 @@ func (o *captionObjective) losses(s *torch.Scope, b blip.Batch, so blip.StepOpti
 }
 func (o *captionObjective) state() map[string]*torch.Tensor         { return nil }
 func (o *captionObjective) setState(map[string]*torch.Tensor) error { return nil }
-func (o *captionObjective) stateful() bool { return false }
+func (o *captionObjective) stateful() bool                          { return false }
 func (o *captionObjective) negatives() *torch.Generator             { return nil }
 func (o *captionObjective) close()                                  {}
 
