@@ -39,6 +39,9 @@ type Progress struct {
 	// DataWait is the share of this epoch's step time spent waiting for a batch.
 	DataWait float64
 	ETA      time.Duration
+	// StepTime is this step's wall time, its batch's wait included; StepWait the time
+	// it waited for the batch.
+	StepTime, StepWait time.Duration
 }
 
 // StepRecord is one logged step: a line of OUT/train_log.jsonl.
@@ -85,13 +88,13 @@ func (m *meter) startEpoch() { m.epochStart = time.Now() }
 
 // report updates the meter after a step, calls the progress hook and logs the step's
 // record when it is due.
-func (r *run) report(lr float64, loss LossValues, images int, st EpochStats) {
+func (r *run) report(lr float64, loss LossValues, images int, st EpochStats, stepTime, stepWait time.Duration) {
 	m := &r.meter
 	m.images += int64(images)
 	now := time.Now()
 	elapsed := now.Sub(m.t0).Seconds()
 	p := Progress{Step: r.step, Steps: r.stop, Epoch: r.epoch, Epochs: r.cfg.Epochs, EpochStep: r.epochStep,
-		StepsPerEpoch: r.spe, LR: lr, Loss: loss}
+		StepsPerEpoch: r.spe, LR: lr, Loss: loss, StepTime: stepTime, StepWait: stepWait}
 	if elapsed > 0 {
 		p.ImagesPerSec = float64(m.images) * float64(r.world) / elapsed
 		if done := r.step - m.firstStep; done > 0 {

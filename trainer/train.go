@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/captioner"
@@ -248,6 +249,7 @@ func (r *run) runEpoch(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		t0, wait0 := time.Now(), it.Stats().Wait
 		b, err := it.Next()
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("epoch %d: the data ended after %d of %d steps", r.epoch, r.epochStep, r.spe)
@@ -265,7 +267,8 @@ func (r *run) runEpoch(ctx context.Context) error {
 		r.epochStep++
 		pos := b.Position
 		r.pos = &pos
-		r.report(lr, loss, b.Len(), it.Stats())
+		st := it.Stats()
+		r.report(lr, loss, b.Len(), st, time.Since(t0), st.Wait-wait0)
 		end := r.epochStep == r.spe || r.step == r.stop
 		if end || (r.cfg.SaveEvery > 0 && r.step%r.cfg.SaveEvery == 0) {
 			if err := r.checkpoint(); err != nil {
