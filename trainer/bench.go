@@ -69,12 +69,16 @@ func BenchTrain(ctx context.Context, c BenchConfig) ([]BenchResult, error) {
 		defer os.RemoveAll(dir)
 		c.Dir = dir
 	}
-	vocab := filepath.Join(c.Dir, "vocab.txt")
-	if err := os.WriteFile(vocab, []byte(strings.Join(benchVocab(), "\n")+"\n"), 0o644); err != nil {
-		return nil, err
-	}
 	var out []BenchResult
 	for _, bc := range c.Cases {
+		words := benchVocab()
+		if bc.Preset == "tiny" {
+			words = synth.TinyVocab() // the tiny preset's ids are its
+		}
+		vocab := filepath.Join(c.Dir, bc.Name+"-vocab.txt")
+		if err := os.WriteFile(vocab, []byte(strings.Join(words, "\n")+"\n"), 0o644); err != nil {
+			return nil, err
+		}
 		r, err := benchCase(ctx, c, bc, vocab)
 		if err != nil {
 			return out, fmt.Errorf("bench %s: %w", bc.Name, err)
