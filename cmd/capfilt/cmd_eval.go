@@ -26,7 +26,7 @@ func newEvalCaptionCommand(a *app) *cobra.Command {
 	var predsFile, refsFile, out string
 	m := &evalCaptionModel{}
 	cmd := &cobra.Command{
-		Use: "caption {--model DIR --data coco:ANNOTATIONS.json[@IMAGE_ROOT] | --predictions RESULTS.json --references ANNOTATIONS.json} [--out SCORES.json]",
+		Use:   "caption {--model DIR --data coco:ANNOTATIONS.json[@IMAGE_ROOT] | --predictions RESULTS.json --references ANNOTATIONS.json} [--out SCORES.json]",
 		Short: "Caption an evaluation set with a model (beam search), or score given captions, with coco-caption's BLEU-1..4 and CIDEr-D",
 		Long: `With --model, captions every image of --data with beam search (BLIP's COCO evaluation: 3 beams,
 max length 20, min length 5, prompt "a picture of "; --num-beams, --max-length, --min-length,

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/capfilt/capfilt/trainer"
 	"github.com/capfilt/capfilt/torch"
+	"github.com/capfilt/capfilt/trainer"
 )
 
 func newTrainCommand(a *app) *cobra.Command {
