@@ -16,8 +16,10 @@ const (
 
 func mixSeed(vals ...uint64) uint64 { return mix(vals...) }
 
-// pgGatherer is blip's Gatherer over a c10d process group.
+// pgGatherer is blip's GradGatherer over a c10d process group.
 type pgGatherer struct{ pg *torch.ProcessGroup }
+
+var _ blip.GradGatherer = pgGatherer{}
 
 // gatherer is nil for one process (blip's convention).
 func gatherer(pg *torch.ProcessGroup) blip.Gatherer {
@@ -29,6 +31,13 @@ func gatherer(pg *torch.ProcessGroup) blip.Gatherer {
 
 func (g pgGatherer) AllGather(t *torch.Tensor) (*torch.Tensor, error) {
 	out := g.pg.AllGather(t)
+	return out, out.Err()
+}
+
+// AllGatherWithGrad is retrieval's all_gather_with_grad (NegativeAllRank): the
+// gradient of the result comes back to each rank's rows, summed over ranks.
+func (g pgGatherer) AllGatherWithGrad(t *torch.Tensor) (*torch.Tensor, error) {
+	out := g.pg.AllGatherWithGrad(t)
 	return out, out.Err()
 }
 
