@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,7 +23,8 @@ const trainHelperEnv = "CAPFILT_TRAIN_HELPER"
 
 // TestTrainHelperProcess is the child of the kill tests: it trains the Config in
 // $CAPFILT_TRAIN_HELPER, printing "STEP n" after every step, and at step
-// $CAPFILT_TRAIN_PAUSE_AT it waits to be killed.
+// $CAPFILT_TRAIN_PAUSE_AT it waits to be killed. Started as a rank of a job (RANK etc.
+// set) it joins the job's process group first.
 func TestTrainHelperProcess(t *testing.T) {
 	raw := os.Getenv(trainHelperEnv)
 	if raw == "" {
@@ -34,6 +36,16 @@ func TestTrainHelperProcess(t *testing.T) {
 	}
 	var pauseAt int
 	fmt.Sscan(os.Getenv("CAPFILT_TRAIN_PAUSE_AT"), &pauseAt)
+	if env, err := torch.DistEnvFromEnv(); err == nil {
+		pg, err := torch.NewProcessGroup(torch.DistConfig{DistEnv: env, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close()
+		cfg.Dist = pg
+	} else if !errors.Is(err, torch.ErrNoDistEnv) {
+		t.Fatal(err)
+	}
 	_, err := Train(context.Background(), cfg, Hooks{Progress: func(p Progress) {
 		fmt.Printf("STEP %d\n", p.Step)
 		if p.Step == pauseAt {

@@ -156,11 +156,7 @@ func newRun(ctx context.Context, cfg Config, hooks Hooks) (_ *run, err error) {
 			return nil, err
 		}
 	}
-	r.loader = LoaderConfig{BatchSize: cfg.BatchSize, Transform: imageproc.NewTrainTransform(r.imageSize, cfg.MinScale),
-		NoAugment: !cfg.Augment, Seed: cfg.Seed, Rank: r.rank, World: r.world, Workers: cfg.Workers, ShuffleBuffer: cfg.ShuffleBuffer}
-	if !cfg.Augment {
-		r.loader.Transform = imageproc.TrainTransform{Size: r.imageSize}
-	}
+	r.loader = cfg.loaderConfig(r.imageSize, r.rank, r.world)
 	if saved != nil {
 		if err := r.resume(saved); err != nil {
 			return nil, err
@@ -175,6 +171,16 @@ func newRun(ctx context.Context, cfg Config, hooks Hooks) (_ *run, err error) {
 		}
 	}
 	return r, nil
+}
+
+// loaderConfig is how rank of world reads the data at imageSize.
+func (c Config) loaderConfig(imageSize, rank, world int) LoaderConfig {
+	l := LoaderConfig{BatchSize: c.BatchSize, Transform: imageproc.NewTrainTransform(imageSize, c.MinScale),
+		NoAugment: !c.Augment, Seed: c.Seed, Rank: rank, World: world, Workers: c.Workers, ShuffleBuffer: c.ShuffleBuffer}
+	if !c.Augment {
+		l.Transform = imageproc.TrainTransform{Size: imageSize}
+	}
+	return l
 }
 
 // resume restores the optimizer, the objective, this process's random states and data
