@@ -1,15 +1,19 @@
 package trainer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -384,4 +388,125 @@ func sameValues(a, b *torch.Tensor) bool {
 		}
 	}
 	return true
+}
+
+// A rank killed mid-run makes the other exit non-zero within the group's timeout (the
+// helpers' is 10 s), its error naming the collective that failed, not hang.
+func TestKilledRankEndsTheOthers(t *testing.T) {
+	cfg := distConfig(t, TaskPretrain, t.TempDir())
+	cfg.MaxSteps = 40
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type proc struct {
+		cmd  *exec.Cmd
+		out  *bytes.Buffer
+		done chan error
+	}
+	var procs [2]proc
+	steps := make(chan int, 100)
+	for rank := range procs {
+		env := torch.DistEnv{Rank: rank, WorldSize: 2, LocalRank: rank, MasterAddr: "127.0.0.1", MasterPort: port, GlooInterfaces: []string{"lo"}}
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestTrainHelperProcess$", "-test.v")
+		cmd.Env = append(append(os.Environ(), env.Environ()...), trainHelperEnv+"="+string(raw))
+		if rank == 1 {
+			cmd.Env = append(cmd.Env, "CAPFILT_TRAIN_PAUSE_AT=3")
+		}
+		p := proc{cmd: cmd, out: &bytes.Buffer{}, done: make(chan error, 1)}
+		var mu sync.Mutex
+		write := func(b []byte) { mu.Lock(); p.out.Write(b); mu.Unlock() }
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = writerFunc(write)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var n int
+				if _, err := fmt.Sscanf(sc.Text(), "STEP %d", &n); err == nil && rank == 1 {
+					steps <- n
+				}
+				write([]byte(sc.Text() + "\n"))
+			}
+			p.done <- cmd.Wait()
+		}()
+		procs[rank] = p
+	}
+	for n := range steps {
+		if n == 3 {
+			break
+		}
+	}
+	killed := time.Now()
+	if err := procs[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-procs[0].done:
+		if err == nil {
+			t.Fatalf("rank 0 exited 0 after its peer died:\n%s", procs[0].out)
+		}
+		t.Logf("rank 0 exited (%v) %v after rank 1 was killed", err, time.Since(killed).Round(time.Millisecond))
+		for _, line := range strings.Split(procs[0].out.String(), "\n") {
+			if strings.Contains(line, "rank 0 of 2") {
+				t.Logf("rank 0: %s", strings.TrimSpace(line))
+			}
+		}
+		if !strings.Contains(procs[0].out.String(), "rank 0 of 2") {
+			t.Errorf("rank 0's error does not name the failed collective:\n%s", procs[0].out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rank 0 still running 30 s after rank 1 was killed:\n%s", procs[0].out)
+	}
+}
+
+type writerFunc func([]byte)
+
+func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }
+
+// A two-process job stopped after a checkpoint resumes with two processes (each from
+// its own saved data position and random states) and ends where a job never stopped
+// ends.
+func TestTwoProcessJobResumes(t *testing.T) {
+	straight := distConfig(t, TaskPretrain, t.TempDir())
+	if log, err := launchHelpers(t, straight, 2); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	stopped := straight
+	stopped.Out, stopped.MaxSteps = t.TempDir(), 2
+	if log, err := launchHelpers(t, stopped, 2); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	resumed := stopped
+	resumed.MaxSteps, resumed.Resume = straight.MaxSteps, true
+	if log, err := launchHelpers(t, resumed, 2); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	a, err := blip.ReadTensors(filepath.Join(straight.Out, modelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := blip.ReadTensors(filepath.Join(resumed.Out, modelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, keyBias := 0.0, 0.0
+	for name, x := range a {
+		d, k := paramDiff(t, name, x, b[name])
+		worst, keyBias = max(worst, d), max(keyBias, k)
+	}
+	t.Logf("resumed job vs straight job: %.3g (key biases %.3g)", worst, keyBias)
+	if worst > 1e-5 || keyBias > straight.LR*float64(straight.MaxSteps) {
+		t.Errorf("the resumed job's weights differ by %.3g (key biases %.3g)", worst, keyBias)
+	}
 }
