@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
@@ -76,6 +77,11 @@ func LaunchLocal(ctx context.Context, c LaunchConfig) error {
 	if c.Grace <= 0 {
 		c.Grace = time.Minute
 	}
+	same := c.Stdout != nil && reflect.TypeOf(c.Stdout).Comparable() && c.Stdout == c.Stderr
+	c.Stdout, c.Stderr = lockWriter(c.Stdout), lockWriter(c.Stderr)
+	if same {
+		c.Stderr = c.Stdout
+	}
 	type exit struct {
 		rank int
 		err  error
@@ -85,6 +91,9 @@ func LaunchLocal(ctx context.Context, c LaunchConfig) error {
 	var copying sync.WaitGroup
 	for rank := range c.Procs {
 		cmd := exec.Command(c.Exe, c.Args...)
+		// Each rank leads a process group of its own, so that ending it ends whatever
+		// it started too.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Env = append(append([]string(nil), c.Env...),
 			"RANK="+strconv.Itoa(rank), "WORLD_SIZE="+strconv.Itoa(c.Procs),
 			"LOCAL_RANK="+strconv.Itoa(rank), "LOCAL_WORLD_SIZE="+strconv.Itoa(c.Procs),
@@ -121,7 +130,7 @@ func LaunchLocal(ctx context.Context, c LaunchConfig) error {
 		}
 		if err := cmd.Start(); err != nil {
 			for _, started := range cmds[:rank] {
-				started.Process.Kill()
+				signalGroup(started, syscall.SIGKILL)
 			}
 			return fmt.Errorf("launch: rank %d: %w", rank, err)
 		}
@@ -143,12 +152,12 @@ func LaunchLocal(ctx context.Context, c LaunchConfig) error {
 			}
 		case <-deadline:
 			for _, cmd := range cmds {
-				cmd.Process.Kill()
+				signalGroup(cmd, syscall.SIGKILL)
 			}
 			deadline = nil
 		case <-ctx.Done():
 			for _, cmd := range cmds {
-				cmd.Process.Signal(syscall.SIGTERM)
+				signalGroup(cmd, syscall.SIGTERM)
 			}
 			if deadline == nil {
 				deadline = time.After(c.Grace)
@@ -161,6 +170,32 @@ func LaunchLocal(ctx context.Context, c LaunchConfig) error {
 		return first
 	}
 	return nil
+}
+
+// lockedWriter serialises the writes of the ranks' output copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func lockWriter(w io.Writer) io.Writer {
+	if w == nil {
+		return nil
+	}
+	return &lockedWriter{w: w}
+}
+
+// signalGroup sends sig to the process group cmd leads.
+func signalGroup(cmd *exec.Cmd, sig syscall.Signal) {
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, sig)
+	}
 }
 
 // freePort asks the kernel for a port that is free now.

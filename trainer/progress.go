@@ -40,22 +40,28 @@ type Progress struct {
 	DataWait float64
 	ETA      time.Duration
 	// StepTime is this step's wall time, its batch's wait included; StepWait the time
-	// it waited for the batch.
-	StepTime, StepWait time.Duration
+	// it waited for the batch; AllReduceWait the time it waited, after backward, for
+	// the gradient all-reduce to finish (data-parallel runs; the part of it that
+	// overlapped the backward pass is not counted).
+	StepTime, StepWait, AllReduceWait time.Duration
 }
 
 // StepRecord is one logged step: a line of OUT/train_log.jsonl.
 type StepRecord struct {
-	Step         int       `json:"step"`
-	Epoch        int       `json:"epoch"`
-	LR           float64   `json:"lr"`
-	ITC          float64   `json:"itc,omitempty"`
-	ITM          float64   `json:"itm,omitempty"`
-	LM           float64   `json:"lm,omitempty"`
-	Total        float64   `json:"total"`
-	ImagesPerSec float64   `json:"images_per_sec"`
-	DataWait     float64   `json:"data_wait"`
-	Time         time.Time `json:"time"`
+	Step         int     `json:"step"`
+	Epoch        int     `json:"epoch"`
+	LR           float64 `json:"lr"`
+	ITC          float64 `json:"itc,omitempty"`
+	ITM          float64 `json:"itm,omitempty"`
+	LM           float64 `json:"lm,omitempty"`
+	Total        float64 `json:"total"`
+	ImagesPerSec float64 `json:"images_per_sec"`
+	DataWait     float64 `json:"data_wait"`
+	// StepSeconds is the logged step's wall time; AllReduceWait its wait for the
+	// gradient all-reduce after backward.
+	StepSeconds   float64   `json:"step_s"`
+	AllReduceWait float64   `json:"all_reduce_wait_s,omitempty"`
+	Time          time.Time `json:"time"`
 }
 
 // Result is what a finished (or MaxSteps-stopped) run did.
@@ -79,7 +85,8 @@ type meter struct {
 	firstStep  int
 	images     int64 // this process's images since t0
 	epochStart time.Time
-	allReduce  time.Duration // time GradSync.Finish waited, since t0
+	// stepAllReduce is the time the last step's GradSync.Finish waited.
+	stepAllReduce time.Duration
 }
 
 func (m *meter) start(step int) { m.t0, m.firstStep = time.Now(), step }
@@ -94,7 +101,8 @@ func (r *run) report(lr float64, loss LossValues, images int, st EpochStats, ste
 	now := time.Now()
 	elapsed := now.Sub(m.t0).Seconds()
 	p := Progress{Step: r.step, Steps: r.stop, Epoch: r.epoch, Epochs: r.cfg.Epochs, EpochStep: r.epochStep,
-		StepsPerEpoch: r.spe, LR: lr, Loss: loss, StepTime: stepTime, StepWait: stepWait}
+		StepsPerEpoch: r.spe, LR: lr, Loss: loss, StepTime: stepTime, StepWait: stepWait,
+		AllReduceWait: m.stepAllReduce}
 	if elapsed > 0 {
 		p.ImagesPerSec = float64(m.images) * float64(r.world) / elapsed
 		if done := r.step - m.firstStep; done > 0 {
@@ -111,7 +119,8 @@ func (r *run) report(lr float64, loss LossValues, images int, st EpochStats, ste
 		return
 	}
 	rec := StepRecord{Step: r.step, Epoch: r.epoch, LR: lr, ITC: loss.ITC, ITM: loss.ITM, LM: loss.LM, Total: loss.Total,
-		ImagesPerSec: p.ImagesPerSec, DataWait: p.DataWait, Time: now.UTC()}
+		ImagesPerSec: p.ImagesPerSec, DataWait: p.DataWait, StepSeconds: stepTime.Seconds(),
+		AllReduceWait: p.AllReduceWait.Seconds(), Time: now.UTC()}
 	r.res.History = append(r.res.History, rec)
 	if r.logFile == nil {
 		return

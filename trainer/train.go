@@ -298,6 +298,7 @@ func (r *run) runEpoch(ctx context.Context) error {
 func (r *run) trainStep(b *Batch, lr, alpha float64) (LossValues, error) {
 	s := torch.NewScope()
 	defer s.Close()
+	r.meter.stepAllReduce = 0
 	if err := r.opt.SetLR(0, lr); err != nil {
 		return LossValues{}, err
 	}
@@ -324,7 +325,7 @@ func (r *run) trainStep(b *Batch, lr, alpha float64) (LossValues, error) {
 		if err := r.grad.Finish(); err != nil {
 			return LossValues{}, err
 		}
-		r.meter.allReduce += r.grad.LastStep().Wait
+		r.meter.stepAllReduce = r.grad.LastStep().Wait
 	}
 	if err := r.opt.Step(); err != nil {
 		return LossValues{}, err

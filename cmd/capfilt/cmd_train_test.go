@@ -157,3 +157,33 @@ func countCleanedRows(ctx context.Context, store shards.Store, path string) (int
 		n++
 	}
 }
+
+// --nproc-per-node 2 starts two ranks of the same command (Gloo over loopback): the job
+// trains, only rank 0 reports and writes, and its checkpoint holds both ranks' state.
+func TestTrainStartsLocalProcesses(t *testing.T) {
+	w := cliWorld(t)
+	t.Setenv(testMainEnv, "1") // the ranks are this test binary acting as capfilt
+	t.Setenv("GLOO_SOCKET_IFNAME", "lo")
+	model := filepath.Join(t.TempDir(), "model")
+	out := mustRun(t, "train", "pretrain", "--data", "web:"+w.WebPattern, "--init", w.ModelConfigFile, "--tokenizer", w.VocabFile,
+		"--out", model, "--train-batch-size", "4", "--queue-size", "64", "--max-steps", "3", "--augment=false",
+		"--nproc-per-node", "2", "--threads", "1", "--dist-timeout", "20s")
+	if n := strings.Count(out, "trained pretrain: 3 steps"); n != 1 {
+		t.Errorf("want one summary, from rank 0:\n%s", out)
+	}
+	st, err := os.ReadFile(filepath.Join(model, "train_state", "step-000000003", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Settings struct {
+			World int `json:"world_size"`
+		} `json:"settings"`
+		Ranks []struct {
+			Rank int `json:"rank"`
+		} `json:"ranks"`
+	}
+	if err := json.Unmarshal(st, &state); err != nil || state.Settings.World != 2 || len(state.Ranks) != 2 {
+		t.Errorf("checkpoint state (%v):\n%s", err, st)
+	}
+}
