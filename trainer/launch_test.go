@@ -16,7 +16,7 @@ func TestLaunchLocalNamesTheFailedRankAndEndsTheOthers(t *testing.T) {
 	var out bytes.Buffer
 	start := time.Now()
 	err := LaunchLocal(context.Background(), LaunchConfig{Procs: 3, Exe: "/bin/sh",
-		Args: []string{"-c", `echo "rank $RANK of $WORLD_SIZE local $LOCAL_RANK at $MASTER_ADDR:$MASTER_PORT"; if [ "$RANK" = 1 ]; then exit 3; fi; sleep 30`},
+		Args:   []string{"-c", `echo "rank $RANK of $WORLD_SIZE local $LOCAL_RANK at $MASTER_ADDR:$MASTER_PORT"; if [ "$RANK" = 1 ]; then exit 3; fi; sleep 30`},
 		Stdout: &out, Grace: 300 * time.Millisecond})
 	var re *RankError
 	if !errors.As(err, &re) || re.Rank != 1 || !strings.Contains(err.Error(), "exit status 3") {
