@@ -69,7 +69,7 @@ type Result struct {
 	// Dir holds the trained model in the HF layout.
 	Dir string
 	// Steps and Epochs are the steps done in all (a resumed run counts the earlier ones)
-	// and the epochs completed.
+	// and the epochs completed (a run stopped by MaxSteps may end inside one).
 	Steps, Epochs int
 	Resumed       bool
 	// History is every logged step of this invocation.

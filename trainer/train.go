@@ -113,11 +113,11 @@ func newRun(ctx context.Context, cfg Config, hooks Hooks) (_ *run, err error) {
 	r.gen = torch.NewGenerator(cfg.Seed)
 	r.neg = torch.NewGenerator(mixSeed(cfg.Seed, uint64(r.rank), saltNegatives))
 	torch.ManualSeed(mixSeed(cfg.Seed, uint64(r.rank), saltDropout))
-	init := cfg
+	start := cfg
 	if saved != nil {
-		init.Init = Init{From: saved.dir}
+		start.Init = Init{From: saved.dir}
 	}
-	if r.tm, err = newTrainModel(init, r.gen); err != nil {
+	if r.tm, err = newTrainModel(start, r.gen); err != nil {
 		return nil, err
 	}
 	m := r.tm.m
@@ -240,7 +240,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	r.res.Steps, r.res.Epochs = r.step, min(r.epoch, r.cfg.Epochs)
+	r.res.Steps, r.res.Epochs = r.step, r.step/r.spe
 	return r.res, nil
 }
 
