@@ -46,12 +46,12 @@ func (g pgGatherer) WorldSize() int { return g.pg.Size() }
 
 // gatherRankStates collects every process's rankState on every process (a collective:
 // all ranks call it at the same step), in rank order.
-func gatherRankStates(pg *torch.ProcessGroup, rs rankState) ([]rankState, error) {
+func gatherRankStates(pg *torch.ProcessGroup, dev torch.Device, rs rankState) ([]rankState, error) {
 	data, err := json.Marshal(rs)
 	if err != nil {
 		return nil, err
 	}
-	parts, err := gatherBytes(pg, data)
+	parts, err := gatherBytes(pg, dev, data)
 	if err != nil {
 		return nil, err
 	}
@@ -65,11 +65,18 @@ func gatherRankStates(pg *torch.ProcessGroup, rs rankState) ([]rankState, error)
 }
 
 // gatherBytes all-gathers one byte string per process: the lengths first, then the
-// strings padded to the longest.
-func gatherBytes(pg *torch.ProcessGroup, data []byte) ([][]byte, error) {
+// strings padded to the longest. NCCL gathers only device tensors: they go through dev.
+func gatherBytes(pg *torch.ProcessGroup, dev torch.Device, data []byte) ([][]byte, error) {
 	s := torch.NewScope()
 	defer s.Close()
-	lens, err := s.Track(pg.AllGather(s.Track(torch.FromInt64([]int64{int64(len(data))}, 1)))).Int64s()
+	onDevice := func(t *torch.Tensor) *torch.Tensor {
+		t = s.Track(t)
+		if pg.Backend() == torch.NCCL && dev != torch.CPU {
+			t = t.ToDevice(dev)
+		}
+		return t
+	}
+	lens, err := pg.AllGather(onDevice(torch.FromInt64([]int64{int64(len(data))}, 1))).Int64s()
 	if err != nil {
 		return nil, fmt.Errorf("all-gather of state sizes: %w", err)
 	}
@@ -79,7 +86,7 @@ func gatherBytes(pg *torch.ProcessGroup, data []byte) ([][]byte, error) {
 	}
 	padded := make([]byte, longest)
 	copy(padded, data)
-	all, err := s.Track(pg.AllGather(s.Track(torch.FromUint8(padded, 1, longest)))).Uint8s()
+	all, err := pg.AllGather(onDevice(torch.FromUint8(padded, 1, longest))).Uint8s()
 	if err != nil {
 		return nil, fmt.Errorf("all-gather of states: %w", err)
 	}

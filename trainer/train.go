@@ -385,7 +385,7 @@ func (r *run) checkpoint() error {
 	}
 	ranks := []rankState{rs}
 	if r.cfg.Dist != nil {
-		if ranks, err = gatherRankStates(r.cfg.Dist, rs); err != nil {
+		if ranks, err = gatherRankStates(r.cfg.Dist, r.cfg.Device, rs); err != nil {
 			return fmt.Errorf("checkpoint at step %d: %w", r.step, err)
 		}
 	}
