@@ -1,7 +1,8 @@
 # capfilt - see README.md. `make setup` once, then `make test`.
 GO      ?= go
 VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+BUILD   := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.build=$(BUILD)
 
 # Packages whose tests spend their time inside libtorch gain nothing from the race
 # detector but its slowdown; every other package is tested with -race.

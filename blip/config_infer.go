@@ -43,12 +43,18 @@ func fileExists(p string) bool {
 	return err == nil && !fi.IsDir()
 }
 
+// OriginalVisionLayerNormEps is the ViT's LayerNorm eps in BLIP's own code.
+const OriginalVisionLayerNormEps = 1e-6
+
 var layerNumber = regexp.MustCompile(`\.(?:layers|layer)\.(\d+)\.`)
 
 // inferConfig reads sizes off the tensors. Head counts are not in any shape: they are
-// taken from the published presets by width (768 → 12, 1024 → 16).
+// taken from the published presets by width (768 → 12, 1024 → 16). Only an original
+// checkpoint comes without a config, and its ViT ran with BLIP's own LayerNorm eps 1e-6
+// (timm's), not the 1e-5 HF configs carry (spec §0.1).
 func inferConfig(records map[string]checkpoint.TensorRecord) (Config, error) {
 	c := Base()
+	c.Vision.LayerNormEps = OriginalVisionLayerNormEps
 	shape := func(name string) []int64 {
 		if r, ok := records[name]; ok {
 			return r.Shape

@@ -1,8 +1,11 @@
 package blip
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/capfilt/capfilt/blip/checkpoint"
 )
 
 // Hub config.json files list only what differs from HF's defaults, and HF's text default
@@ -54,5 +57,35 @@ func TestBadConfigsAreNamedErrors(t *testing.T) {
 		if _, err := ParseHFConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error naming %q", in, err, want)
 		}
+	}
+}
+
+// An original .pth has no config.json: its sizes come off the tensors, and its ViT's
+// LayerNorm eps is BLIP's own 1e-6, not the 1e-5 of HF configs.
+func TestConfigInferredFromAnOriginalCheckpointUsesBLIPsViTEps(t *testing.T) {
+	records := map[string]checkpoint.TensorRecord{}
+	add := func(name string, shape ...int64) { records[name] = checkpoint.TensorRecord{Name: name, Shape: shape} }
+	add("vision_model.embeddings.class_embedding", 1, 1, 768)
+	add("vision_model.embeddings.patch_embedding.weight", 768, 3, 16, 16)
+	add("vision_model.embeddings.position_embedding", 1, 577, 768)
+	add("text_encoder.embeddings.word_embeddings.weight", 30524, 768)
+	add("text_encoder.embeddings.position_embeddings.weight", 512, 768)
+	add("vision_proj.weight", 256, 768)
+	for i := range 12 {
+		add(fmt.Sprintf("vision_model.encoder.layers.%d.mlp.fc1.weight", i), 3072, 768)
+		add(fmt.Sprintf("text_encoder.encoder.layer.%d.intermediate.dense.weight", i), 3072, 768)
+		add(fmt.Sprintf("text_encoder.encoder.layer.%d.crossattention.self.key.weight", i), 768, 768)
+	}
+	c, err := inferConfig(records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Base()
+	want.Vision.LayerNormEps = 1e-6
+	if c != want {
+		t.Fatalf("inferred\n%+v\nwant BLIP-base with ViT eps 1e-6\n%+v", c, want)
+	}
+	if _, err := ParseHFConfig([]byte(`{"text_config": {}, "vision_config": {}}`)); err != nil || Base().Vision.LayerNormEps != 1e-5 {
+		t.Fatal("HF configs keep their own 1e-5")
 	}
 }

@@ -71,6 +71,9 @@ func LoadForInference(path string, o InferenceOptions) (*Inference, error) {
 			m.Close()
 			return nil, fmt.Errorf("tokenizer of model %s: %w", path, err)
 		}
+		for _, w := range TokenizerWarnings(l.Tokenizer) {
+			rep.Warnings = append(rep.Warnings, "tokenizer "+tokPath+": "+w)
+		}
 	}
 	return l, nil
 }

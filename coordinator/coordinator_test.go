@@ -1,10 +1,13 @@
 package coordinator_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -54,16 +57,39 @@ func fetch(t *testing.T, q *pipeline.Queue, n int) []*pipeline.Delivery {
 	return out
 }
 
+// touch writes a one-sample WebDataset tar at each path: submit reads a shard's first
+// sample, not its images.
 func touch(t *testing.T, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte("tar bytes do not matter to the coordinator"), 0o644); err != nil {
+		if err := os.WriteFile(p, tarOf(t, map[string]string{"k0.jpg": "not decoded at submit", "k0.txt": "a caption"}), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func tarOf(t *testing.T, members map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(members))
+	for n := range members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(members[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(members[n]))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func TestPlanRefusesInputsThatCannotMakeARun(t *testing.T) {
@@ -128,8 +154,8 @@ func TestSubmitRecordsTheRunAndOneJobPerShard(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("jobs for %v", seen)
 	}
-	if entries, _ := os.ReadDir(out); len(entries) != 0 {
-		t.Fatalf("the write check left %v in the output", entries)
+	if entries, _ := os.ReadDir(out); len(entries) != 1 || entries[0].Name() != coordinator.ClaimName {
+		t.Fatalf("the output holds %v; want only the run's claim (the write check cleans up after itself)", entries)
 	}
 }
 
@@ -176,7 +202,7 @@ func TestRetryTakesOnlyShardsWithoutAJob(t *testing.T) {
 	for _, d := range fetch(t, q, 2) {
 		job, _ := pipeline.DecodeJob(d.Data())
 		if job.Shard.ID == "00001" {
-			d.Term("test")
+			d.Term(ctx, "test")
 			st, _, _ := q.ShardState(ctx, "r3", "00001")
 			st.State, st.Attempts, st.LastError = pipeline.Dead, 5, "attempt 5: bad tar"
 			q.PutShardState(ctx, st)

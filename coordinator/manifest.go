@@ -16,15 +16,17 @@ const ManifestName = "_manifest.json"
 
 // Manifest is OUT/_manifest.json: every shard of the run, its state, counts and error.
 type Manifest struct {
-	Run       string               `json:"run"`
-	Version   string               `json:"version,omitempty"`
-	Settings  pipeline.RunSettings `json:"settings"`
-	Complete  bool                 `json:"complete"`
-	Done      int                  `json:"done"`
-	Dead      int                  `json:"dead"`
-	Totals    pipeline.Counts      `json:"totals"`
-	Shards    []ManifestShard      `json:"shards"`
-	WrittenAt time.Time            `json:"written_at"`
+	Run      string               `json:"run"`
+	Version  string               `json:"version,omitempty"`
+	Settings pipeline.RunSettings `json:"settings"`
+	Complete bool                 `json:"complete"`
+	Done     int                  `json:"done"`
+	Dead     int                  `json:"dead"`
+	// Damaged counts the done shards that broke part-way (their lines say where).
+	Damaged   int             `json:"damaged"`
+	Totals    pipeline.Counts `json:"totals"`
+	Shards    []ManifestShard `json:"shards"`
+	WrittenAt time.Time       `json:"written_at"`
 }
 
 // ManifestShard is one shard's line in the manifest.
@@ -39,7 +41,10 @@ type ManifestShard struct {
 	Retry    int             `json:"retry,omitempty"`
 	Worker   string          `json:"worker,omitempty"`
 	Error    string          `json:"error,omitempty"`
-	Seconds  float64         `json:"seconds,omitempty"`
+	// Damage, on a done shard, says where and why it broke: it is done with damage, its
+	// counts are the samples read before.
+	Damage  *shards.ShardDamage `json:"damage,omitempty"`
+	Seconds float64             `json:"seconds,omitempty"`
 }
 
 // BuildManifest lists every shard of the run in input order. A shard with no state yet is
@@ -61,9 +66,12 @@ func BuildManifest(rs pipeline.RunSettings, states map[string]pipeline.ShardStat
 		switch st.State {
 		case pipeline.Done:
 			m.Done++
-			line.Output, line.Stats, line.Counts = st.Output, st.Stats, st.Counts
+			line.Output, line.Stats, line.Counts, line.Damage = st.Output, st.Stats, st.Counts, st.Damage
 			line.Seconds = st.FinishedAt.Sub(st.StartedAt).Seconds()
 			m.Totals.Add(st.Counts)
+			if st.Damage != nil {
+				m.Damaged++
+			}
 		case pipeline.Dead, pipeline.Failed:
 			line.Error = st.LastError
 			if st.State == pipeline.Dead {
@@ -98,24 +106,38 @@ func (c *Coordinator) writeManifest(ctx context.Context, rs pipeline.RunSettings
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest of run %s: %w", run, err)
 	}
-	u := out.Join(ManifestName)
-	w, err := c.store.Create(ctx, u)
-	if err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
-	}
-	defer w.Abort()
-	if _, err := w.Write(append(data, '\n')); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
-	}
-	if err := w.Close(); err != nil {
+	if err := c.publishRetrying(ctx, out.Join(ManifestName), append(data, '\n')); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
 	}
 	return m, nil
 }
 
+// publishRetrying writes an object as workers write outputs: through a store outage of
+// any length (within ctx), waiting longer between tries up to maxStoreWait.
+func (c *Coordinator) publishRetrying(ctx context.Context, u shards.URL, data []byte) error {
+	wait := 250 * time.Millisecond
+	for {
+		err := c.writeObject(ctx, u, data)
+		if err == nil || !shards.Transient(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.Warn("store unavailable; trying again", "object", u.String(), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxStoreWait)
+	}
+}
+
+// maxStoreWait is the longest wait between two tries at an unavailable store.
+const maxStoreWait = 30 * time.Second
+
 // FinishRun writes the manifest when every shard of the run is done or dead, and does
 // nothing otherwise. Workers call it when a run has no job left in the stream, so that a
-// run submitted without --wait still ends with its manifest; writing it twice is harmless.
+// run submitted without --wait still ends with its manifest, and one whose dead shards a
+// retry redid ends with a manifest that says so; writing it twice is harmless.
 func (c *Coordinator) FinishRun(ctx context.Context, run string) error {
 	rs, err := c.q.RunSettings(ctx, run)
 	if err != nil {
@@ -128,8 +150,14 @@ func (c *Coordinator) FinishRun(ctx context.Context, run string) error {
 	if !Summarize(rs, states, time.Now()).Complete {
 		return nil
 	}
-	_, err = c.writeManifest(ctx, rs, states)
-	return err
+	if _, err := c.writeManifest(ctx, rs, states); err != nil {
+		return err
+	}
+	// The run's consumer goes with its last job; a retry makes it again.
+	if n, err := c.q.PendingJobs(ctx, run); err == nil && n == 0 {
+		return c.q.DeleteRunConsumer(ctx, run)
+	}
+	return nil
 }
 
 // ReadManifest reads a run's manifest back.

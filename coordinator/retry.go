@@ -62,6 +62,12 @@ func (c *Coordinator) Retry(ctx context.Context, req RetryRequest) ([]pipeline.S
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	if len(ids) > 0 {
+		// A finished run's consumer is gone (FinishRun); its new jobs need one.
+		if err := c.q.EnsureRunConsumer(ctx, rs.Run, rs.Queue); err != nil {
+			return nil, err
+		}
+	}
 	var out []pipeline.ShardRef
 	for _, id := range ids {
 		if err := c.retryShard(ctx, rs, chosen[id]); err != nil {

@@ -16,6 +16,8 @@ type RunStatus struct {
 	Settings pipeline.RunSettings   `json:"settings"`
 	Shards   int                    `json:"shards"`
 	ByState  map[pipeline.State]int `json:"by_state"`
+	// Damaged counts the done shards that broke part-way (done with damage).
+	Damaged int `json:"damaged"`
 	// Images counts the samples of the done shards.
 	Images pipeline.Counts `json:"images"`
 	// InFlight is how many samples the running attempts have read so far.
@@ -63,6 +65,9 @@ func Summarize(rs pipeline.RunSettings, states map[string]pipeline.ShardState, n
 		switch st.State {
 		case pipeline.Done:
 			s.Images.Add(st.Counts)
+			if st.Damage != nil {
+				s.Damaged++
+			}
 			doneSecs += st.FinishedAt.Sub(st.StartedAt).Seconds()
 		case pipeline.Running:
 			s.InFlight += st.Progress

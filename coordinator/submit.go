@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -67,44 +68,53 @@ const statConcurrency = 16
 // Plan expands the input patterns into the run's shards, in order, and checks that each
 // exists, has a known format and writes outputs no other shard writes.
 func (c *Coordinator) Plan(ctx context.Context, inputs []string) ([]pipeline.ShardRef, error) {
+	refs, _, err := c.plan(ctx, inputs)
+	return refs, err
+}
+
+// plan is Plan, and the first shard of each pattern.
+func (c *Coordinator) plan(ctx context.Context, inputs []string) ([]pipeline.ShardRef, []shards.URL, error) {
 	if len(inputs) == 0 {
-		return nil, invalidf("no input given")
+		return nil, nil, invalidf("no input given")
 	}
-	var urls []shards.URL
+	var urls, firsts []shards.URL
 	seen := map[shards.URL]bool{}
 	stems := map[string]shards.URL{}
 	for _, pattern := range inputs {
 		us, err := shards.Expand(ctx, c.store, pattern)
 		if err != nil {
-			return nil, invalidf("input %s: %v", pattern, err)
+			return nil, nil, invalidf("input %s: %v", pattern, err)
 		}
-		for _, u := range us {
+		for i, u := range us {
 			u = absolute(u)
+			if i == 0 {
+				firsts = append(firsts, u)
+			}
 			if seen[u] {
 				continue
 			}
 			seen[u] = true
-			if ext := u.Ext(); ext != ".tar" && ext != ".parquet" {
-				return nil, invalidf("input shard %s: want a .tar (WebDataset) or .parquet shard", u)
+			if shards.ShardFormat(u) == "" {
+				return nil, nil, invalidf("input shard %s: want a WebDataset tar (.tar, .tar.gz, .tgz) or a .parquet shard", u)
 			}
 			if prev, dup := stems[u.Stem()]; dup {
-				return nil, invalidf("input shards %s and %s would both write %s.parquet", prev, u, u.Stem())
+				return nil, nil, invalidf("input shards %s and %s would both write %s.parquet", prev, u, u.Stem())
 			}
 			stems[u.Stem()] = u
 			urls = append(urls, u)
 		}
 	}
 	if len(urls) == 0 {
-		return nil, invalidf("input %v names no shard", inputs)
+		return nil, nil, invalidf("input %v names no shard", inputs)
 	}
 	if err := c.checkExist(ctx, urls); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	refs := make([]pipeline.ShardRef, len(urls))
 	for i, u := range urls {
 		refs[i] = pipeline.ShardRef{Index: i, ID: pipeline.ShardID(i, len(urls)), URL: u}
 	}
-	return refs, nil
+	return refs, firsts, nil
 }
 
 func (c *Coordinator) checkExist(ctx context.Context, urls []shards.URL) error {
@@ -137,6 +147,32 @@ func (c *Coordinator) checkExist(ctx context.Context, urls []shards.URL) error {
 		return invalidf("input shard: %v", first)
 	case missing > 1:
 		return invalidf("input shards: %v (and %d more)", first, missing-1)
+	}
+	return nil
+}
+
+// checkReadable opens each shard, so that input no worker could read (not a tar, a
+// Parquet file without an image column) is refused before any job exists. A tar's first
+// sample is read (its first members); a Parquet file's footer says enough, and its first
+// row group may be hundreds of megabytes. A shard damaged part-way, or empty, is fine:
+// workers process what it holds.
+func (c *Coordinator) checkReadable(ctx context.Context, urls []shards.URL, cols shards.ParquetColumns) error {
+	for _, u := range urls {
+		r, err := shards.OpenShard(ctx, c.store, u, shards.ShardOptions{Columns: cols})
+		if err == nil {
+			if shards.ShardFormat(u) == shards.FormatTar {
+				_, err = r.Next()
+			}
+			r.Close()
+		}
+		var damage *shards.DamageError
+		switch {
+		case err == nil, errors.Is(err, io.EOF), errors.As(err, &damage):
+		case shards.Transient(err):
+			return fmt.Errorf("input shard %s: %w", u, err)
+		default:
+			return invalidf("input shard %s cannot be processed: %v", u, err)
+		}
 	}
 	return nil
 }
@@ -184,10 +220,24 @@ func absolute(u shards.URL) shards.URL {
 	return u
 }
 
-// Submit records a run's settings and publishes one job per shard. Submitting a run again
-// with the same settings publishes only the jobs of shards that have none yet (none, when
-// the first submit finished); other settings under the same name are refused.
-func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*SubmitSummary, error) {
+// SubmitOption changes what Submit does.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct{ overwrite bool }
+
+// Overwrite lets a run take over an output prefix that another run claimed or that holds
+// files capfilt did not write: the run's outputs replace files of the same name.
+func Overwrite() SubmitOption { return func(o *submitOptions) { o.overwrite = true } }
+
+// Submit claims the run's output prefix, records its settings and publishes one job per
+// shard. Submitting a run again with the same settings publishes only the jobs of shards
+// that have none yet (none, when the first submit finished); other settings under the
+// same name are refused, and so is an output that belongs to another run (see Claim).
+func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings, opts ...SubmitOption) (*SubmitSummary, error) {
+	var o submitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	rs.Queue = rs.Queue.WithDefaults()
 	if err := rs.Validate(); err != nil {
 		return nil, &InvalidError{Err: err}
@@ -197,8 +247,11 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*Sub
 	}
 	rs.Output = absolute(rs.Output)
 	out := rs.Output
-	refs, err := c.Plan(ctx, rs.Inputs)
+	refs, firsts, err := c.plan(ctx, rs.Inputs)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkReadable(ctx, firsts, rs.Columns); err != nil {
 		return nil, err
 	}
 	rs.Shards = len(refs)
@@ -206,6 +259,17 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*Sub
 		rs.SubmittedAt = time.Now().UTC()
 	}
 	if err := c.checkWritable(ctx, out, rs.Run); err != nil {
+		return nil, err
+	}
+	// A run name taken by other settings is refused before the output is touched.
+	if prev, err := c.q.RunSettings(ctx, rs.Run); err == nil {
+		if diff := prev.Differences(rs); diff != "" {
+			return nil, invalidf("run %s was submitted before with other %s; use another run name", rs.Run, diff)
+		}
+	} else if !errors.Is(err, pipeline.ErrNotFound) {
+		return nil, err
+	}
+	if err := c.claimOutput(ctx, rs, o.overwrite); err != nil {
 		return nil, err
 	}
 	sum := &SubmitSummary{Run: rs.Run, Shards: refs}
@@ -225,6 +289,12 @@ func (c *Coordinator) Submit(ctx context.Context, rs pipeline.RunSettings) (*Sub
 			continue
 		}
 		todo = append(todo, r)
+	}
+	if len(todo) > 0 {
+		// Before the jobs: a worker that sees them finds the run's consumer there.
+		if err := c.q.EnsureRunConsumer(ctx, rs.Run, recorded.Queue); err != nil {
+			return nil, err
+		}
 	}
 	n, err := c.publish(ctx, recorded, todo)
 	sum.Published = n

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The image's HEALTHCHECK: healthy while the metrics server of CAPFILT_METRICS_ADDR answers
-# GET /metrics with 200 (that server is what `capfilt worker --metrics-addr` runs). A
+# GET /healthz with 200 (that server is what `capfilt worker --metrics-addr` runs). A
 # container with no metrics address (submit, train, ...) serves nothing to ask and counts
 # as healthy. Plain bash (/dev/tcp), so neither image needs curl.
 set -uo pipefail
@@ -24,12 +24,12 @@ if ! exec 3<>"/dev/tcp/$host/$port"; then
   echo "capfilt-healthcheck: nothing listens on $host:$port" >&2
   exit 1
 fi
-printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$host" >&3
+printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n' "$host" >&3
 status=""
 IFS= read -r -t 5 status <&3 || true
 exec 3>&-
 if [[ $status =~ ^HTTP/[0-9.]+\ 200 ]]; then
   exit 0
 fi
-echo "capfilt-healthcheck: GET http://$host:$port/metrics answered '${status%$'\r'}'" >&2
+echo "capfilt-healthcheck: GET http://$host:$port/healthz answered '${status%$'\r'}'" >&2
 exit 1

@@ -7,13 +7,15 @@ import (
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/blip/tokenizer"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
 // Score is what the filter measures of one (image, caption) pair; spec.AcceptRule decides
 // on it.
 type Score struct {
-	// ITM is the match probability: softmax of the ITM head's logits on [ENC], class 1.
+	// ITM is the match probability: softmax of the ITM head's logits on the first token
+	// ([ENC], or [CLS] with Options.ITMFirstToken cls), class 1.
 	ITM float32 `json:"itm"`
 	// ITC is the cosine of the normalised projected [CLS] features (no temperature).
 	ITC float32 `json:"itc"`
@@ -25,10 +27,15 @@ type Options struct {
 	MaxWords int
 	// MaxTokens truncates the tokenised caption ([CLS] … [SEP]); BLIP's retrieval uses 35.
 	MaxTokens int
+	// ITMFirstToken is the first token of the ITM text: enc (BLIP's training and its
+	// own code, the default) or cls (what HF's BlipForImageTextRetrieval feeds).
+	ITMFirstToken spec.ITMFirstToken
 }
 
 // DefaultOptions are BLIP's retrieval settings.
-func DefaultOptions() Options { return Options{MaxWords: 30, MaxTokens: 35} }
+func DefaultOptions() Options {
+	return Options{MaxWords: 30, MaxTokens: 35, ITMFirstToken: spec.ITMFirstEnc}
+}
 
 // Scorer scores captions against images with a BLIP retrieval (ITM + ITC) model.
 type Scorer struct {
@@ -48,6 +55,14 @@ func NewScorer(model *blip.Model, tok *tokenizer.Tokenizer, opts Options) (*Scor
 		return nil, errors.New("filter: the model has no ITC projections")
 	case opts.MaxTokens < 2 || opts.MaxWords < 1:
 		return nil, fmt.Errorf("filter: max tokens %d / max words %d too small", opts.MaxTokens, opts.MaxWords)
+	}
+	first, err := spec.ParseITMFirstToken(string(opts.ITMFirstToken))
+	if err != nil {
+		return nil, fmt.Errorf("filter: ITM first token %w", err)
+	}
+	opts.ITMFirstToken = first
+	if first == spec.ITMFirstCLS && tok.ClsID() != model.Config.Text.ClsID {
+		return nil, fmt.Errorf("filter: tokenizer's [CLS] is %d, the model's %d", tok.ClsID(), model.Config.Text.ClsID)
 	}
 	if tok.EncID() != model.Config.Text.EncID {
 		return nil, fmt.Errorf("filter: tokenizer's [ENC] is %d, the model's %d", tok.EncID(), model.Config.Text.EncID)
@@ -127,8 +142,8 @@ func (s *Scorer) ScoreImages(ctx context.Context, image *torch.Tensor, captions 
 }
 
 // scoreTokens computes ITM P(match) and ITC cosine for tokenised captions ([B', T] ids
-// and mask, first token anything: [ENC] replaces it for ITM); owner[k] is caption k's
-// image. groups > 0 says every image has exactly that many consecutive captions, so the
+// and mask, [CLS] first: [ENC] replaces it for ITM unless the first token is cls); owner[k]
+// is caption k's image. groups > 0 says every image has exactly that many consecutive captions, so the
 // image memory is shared without copies; otherwise each caption gets its image's rows.
 func (s *Scorer) scoreTokens(sc *torch.Scope, image, ids, mask *torch.Tensor, owner []int64, groups int) (itm, itc []float32, err error) {
 	img := sc.Ref(image)
@@ -139,7 +154,7 @@ func (s *Scorer) scoreTokens(sc *torch.Scope, image, ids, mask *torch.Tensor, ow
 		memory, groups = img.IndexSelect(0, ownerT), 1
 	}
 	torch.NoGrad(func() {
-		probs := s.model.ITMLogits(ids, mask, memory, groups, false).ToDType(torch.Float32).Softmax(-1).Select(1, 1)
+		probs := s.itmLogits(ids, mask, memory, groups).ToDType(torch.Float32).Softmax(-1).Select(1, 1)
 		if itm, err = probs.Float32s(); err != nil {
 			return
 		}
@@ -148,6 +163,16 @@ func (s *Scorer) scoreTokens(sc *torch.Scope, image, ids, mask *torch.Tensor, ow
 		itc, err = imgFeat.Mul(textFeat).Sum(false, -1).ToDType(torch.Float32).Float32s()
 	})
 	return itm, itc, err
+}
+
+// itmLogits are the ITM head's logits [B', 2]: on [ENC] as BLIP computes them, or, for
+// the HF numbers, with the ids' own [CLS] left in front of the image-grounded encoder.
+func (s *Scorer) itmLogits(ids, mask, memory *torch.Tensor, groups int) *torch.Tensor {
+	if s.opts.ITMFirstToken != spec.ITMFirstCLS {
+		return s.model.ITMLogits(ids, mask, memory, groups, false)
+	}
+	h := s.model.TextEncoder.Forward(blip.TextInput{IDs: ids, Mask: mask, Image: memory, ImageGroups: groups})
+	return s.model.ITMHead.Forward(h.Select(1, 0))
 }
 
 func flatten(rows [][]int64) []int64 {

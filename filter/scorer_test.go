@@ -4,10 +4,12 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/internal/testutil/reference"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -51,12 +53,22 @@ func TestBaseScoresEqualTheReference(t *testing.T) {
 	compareScores(t, scorer, dir, 1e-3)
 }
 
-// compareScores scores the reference inputs pair by pair and returns the ITM probs.
+// compareScores scores the reference inputs pair by pair against the case's goldens
+// (ITM with [ENC] first) and returns the ITM probs.
 func compareScores(t *testing.T, scorer *Scorer, dir string, tol float64) (*torch.Scope, []float32) {
+	t.Helper()
+	return compareScoresWith(t, scorer, dir, filepath.Join(dir, "golden.safetensors"), "itm.prob", tol)
+}
+
+// compareScoresWith compares with the ITM probs named itmKey of the golden file gold.
+func compareScoresWith(t *testing.T, scorer *Scorer, dir, goldPath, itmKey string, tol float64) (*torch.Scope, []float32) {
 	t.Helper()
 	m := scorer.model
 	in := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
 	gold := reference.Tensors(t, filepath.Join(dir, "golden.safetensors"))
+	for k, v := range reference.Tensors(t, goldPath) {
+		gold[k] = v
+	}
 	sc := torch.NewScope()
 	t.Cleanup(sc.Close)
 	var img *torch.Tensor
@@ -70,7 +82,10 @@ func compareScores(t *testing.T, scorer *Scorer, dir string, tol float64) (*torc
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantITM, _ := gold["itm.prob"].Float32s()
+	wantITM, err := gold[itmKey].Float32s()
+	if err != nil {
+		t.Fatalf("%s %s: %v", goldPath, itmKey, err)
+	}
 	wantITC, _ := gold["itc.cosine"].Float32s()
 	for i := range itm {
 		if math.Abs(float64(itm[i]-wantITM[i])) > tol || math.Abs(float64(itc[i]-wantITC[i])) > tol {
@@ -80,33 +95,46 @@ func compareScores(t *testing.T, scorer *Scorer, dir string, tol float64) (*torc
 	return sc, itm
 }
 
-func TestScoresEqualTheReferenceAndUseENC(t *testing.T) {
-	scorer, dir := refScorer(t, "tiny")
-	m := scorer.model
-	sc, itm := compareScores(t, scorer, dir, 1e-4)
-	in := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
-	var img *torch.Tensor
-	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
-	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
-	// Fed [CLS] first, as HF's BlipForImageTextRetrieval does, the ITM head answers
-	// differently: the filter must not do that.
-	var clsProbs []float32
-	var err error
-	torch.NoGrad(func() {
-		h := m.TextEncoder.Forward(blip.TextInput{IDs: ids, Mask: mask, Image: img})
-		clsProbs, err = m.ITMHead.Forward(h.Select(1, 0)).Softmax(-1).Select(1, 1).Float32s()
-	})
+// BLIP puts [ENC] first for ITM (the reference's itm.*); HF's BlipForImageTextRetrieval
+// leaves [CLS] there (the reference's itm_cls.*). Each setting matches its own reference,
+// in both reference models, and the two give other scores.
+func TestITMFirstTokenMatchesTheReferenceBothWays(t *testing.T) {
+	for _, name := range []string{"tiny", "tiny-gen"} {
+		t.Run(name, func(t *testing.T) {
+			scorer, dir := refScorer(t, name)
+			_, enc := compareScores(t, scorer, dir, 1e-4)
+			cls := withFirstToken(t, scorer, spec.ITMFirstCLS)
+			_, got := compareScoresWith(t, cls, dir, filepath.Join(reference.Dir(), "itm-cls", name+".safetensors"), "itm_cls.prob", 1e-4)
+			differs := false
+			for i := range got {
+				if math.Abs(float64(got[i]-enc[i])) > 1e-3 {
+					differs = true
+				}
+			}
+			if !differs {
+				t.Fatalf("[CLS]-first ITM %v equals the [ENC]-first one %v: the reference cannot tell them apart", got, enc)
+			}
+		})
+	}
+}
+
+func withFirstToken(t *testing.T, s *Scorer, first spec.ITMFirstToken) *Scorer {
+	t.Helper()
+	o := DefaultOptions()
+	o.ITMFirstToken = first
+	out, err := NewScorer(s.model, s.tok, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	differs := false
-	for i := range clsProbs {
-		if math.Abs(float64(clsProbs[i]-itm[i])) > 1e-3 {
-			differs = true
-		}
-	}
-	if !differs {
-		t.Fatalf("[CLS]-first ITM %v equals the [ENC]-first one %v: the test cannot tell them apart", clsProbs, itm)
+	return out
+}
+
+func TestUnknownITMFirstTokenIsRefused(t *testing.T) {
+	s := tinyScorer(t, 1)
+	o := DefaultOptions()
+	o.ITMFirstToken = "sep"
+	if _, err := NewScorer(s.model, s.tok, o); err == nil || !strings.Contains(err.Error(), `"sep"`) {
+		t.Fatalf("err %v", err)
 	}
 }
 

@@ -127,6 +127,7 @@ func Bench(ctx context.Context, cfg BenchConfig) ([]BenchResult, error) {
 	}
 	coord := coordinator.New(q, coordinator.Config{Store: store, Version: cfg.Version})
 	pattern := filepath.Join(in, "*.tar")
+	ownConns := srv.NumClients() // the bench's own; the rest are worker processes
 
 	// 2. One in-process worker with a pass-through model, best of Repeat.
 	w, err := workers.New(q, workers.Config{ID: "bench", Models: prep, Store: store, BatchSize: cfg.BatchSize,
@@ -178,7 +179,7 @@ func Bench(ctx context.Context, cfg BenchConfig) ([]BenchResult, error) {
 	}
 	var first float64
 	for _, n := range cfg.Processes {
-		stop, err := startWorkerProcesses(ctx, cfg.WorkerProcess, srv.ClientURL(), n, q)
+		stop, err := startWorkerProcesses(ctx, cfg.WorkerProcess, srv.ClientURL(), n, func() int { return srv.NumClients() - ownConns })
 		if err != nil {
 			return out, err
 		}
@@ -186,10 +187,6 @@ func Bench(ctx context.Context, cfg BenchConfig) ([]BenchResult, error) {
 		warmRun := benchRun(fmt.Sprintf("warm-%d", n), filepath.Join(warm, fmt.Sprintf("{00000..%05d}.tar", n-1)),
 			filepath.Join(dir, fmt.Sprintf("out-warm-%d", n)), m, cfg.Version)
 		if _, err := timeRun(ctx, coord, q, warmRun); err != nil {
-			stop()
-			return out, err
-		}
-		if err := waitIdle(ctx, q, n); err != nil {
 			stop()
 			return out, err
 		}
@@ -244,9 +241,10 @@ func timeRun(ctx context.Context, coord *coordinator.Coordinator, q *pipeline.Qu
 	return BenchResult{Images: st.Images.Read, Seconds: secs}, nil
 }
 
-// startWorkerProcesses starts n worker processes and waits until each has asked for a
-// job, so that their start-up is not timed.
-func startWorkerProcesses(ctx context.Context, mk func(int, string) *exec.Cmd, url string, n int, q *pipeline.Queue) (stop func(), err error) {
+// startWorkerProcesses starts n worker processes and waits until each has connected to
+// the server (workers counts the worker processes' connections), so that their start-up
+// is not timed; the warm-up run that follows loads their models.
+func startWorkerProcesses(ctx context.Context, mk func(int, string) *exec.Cmd, url string, n int, workers func() int) (stop func(), err error) {
 	if mk == nil {
 		return nil, errors.New("bench: no worker process command (BenchConfig.WorkerProcess)")
 	}
@@ -267,24 +265,22 @@ func startWorkerProcesses(ctx context.Context, mk func(int, string) *exec.Cmd, u
 		}
 		cmds = append(cmds, c)
 	}
-	if err := waitIdle(ctx, q, n); err != nil {
+	if err := waitConnected(ctx, workers, n); err != nil {
 		stop()
 		return nil, err
 	}
 	return stop, nil
 }
 
-// waitIdle waits until n workers wait for a job.
-func waitIdle(ctx context.Context, q *pipeline.Queue, n int) error {
+// waitConnected waits until exactly n worker processes are connected: the ones of an
+// earlier measurement may take a moment to be gone.
+func waitConnected(ctx context.Context, workers func() int, n int) error {
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		waiting, inFlight, err := q.IdleWorkers(ctx)
-		if err == nil && waiting >= n && inFlight == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d worker processes not waiting for jobs within 60s", n)
+	for workers() != n {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%d worker processes connected after 60s, want %d", workers(), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }

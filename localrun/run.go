@@ -26,8 +26,14 @@ import (
 type Config struct {
 	// Settings is the run: its name, inputs, output, models, generation, rule, queue.
 	Settings pipeline.RunSettings
-	// Server is the embedded server's queue settings (the ack wait, the dedup window).
+	// Server is the embedded server's queue settings (the dedup window).
 	Server pipeline.QueueConfig
+	// Overwrite lets the run take over an output prefix another run claimed, or one
+	// holding files capfilt did not write (coordinator.Overwrite).
+	Overwrite bool
+	// RetryDead re-runs the shards a run left dead, with fresh attempts: the run resumed
+	// from StoreDir, which must hold its state.
+	RetryDead bool
 	// Workers is how many workers run in the process (default 1).
 	Workers int
 	// Worker is every worker's configuration: batch size, decoders, drain timeout. Its
@@ -62,7 +68,9 @@ type Config struct {
 
 // Result is what a finished run left.
 type Result struct {
-	Submit      *coordinator.SubmitSummary
+	Submit *coordinator.SubmitSummary
+	// Retried are the dead shards RetryDead re-enqueued.
+	Retried     []pipeline.ShardRef
 	Manifest    *coordinator.Manifest
 	ManifestURL shards.URL
 }
@@ -77,6 +85,9 @@ var ErrInterrupted = errors.New("run interrupted")
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg = withDefaults(cfg)
 	rs := cfg.Settings
+	if cfg.RetryDead && cfg.StoreDir == "" {
+		return nil, &coordinator.InvalidError{Err: errors.New("retrying dead shards needs the run's state: give the store dir the run used")}
+	}
 	models := cfg.Models
 	if models == nil {
 		src := modelstage.NewBLIPSource(cfg.Device, cfg.DType)
@@ -112,12 +123,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	coord := coordinator.New(q, coordinator.Config{Store: cfg.Store, Log: cfg.Log, Version: cfg.Version})
-	sum, err := coord.Submit(ctx, rs)
+	var opts []coordinator.SubmitOption
+	if cfg.Overwrite {
+		opts = append(opts, coordinator.Overwrite())
+	}
+	sum, err := coord.Submit(ctx, rs, opts...)
 	if err != nil {
 		return nil, err
 	}
 	if sum.Resubmit {
 		cfg.Log.Info("resuming the run", "run", rs.Run, "shards", len(sum.Shards), "new_jobs", sum.Published)
+	}
+	var retried []pipeline.ShardRef
+	if cfg.RetryDead {
+		if retried, err = coord.Retry(ctx, coordinator.RetryRequest{Run: rs.Run, Dead: true}); err != nil {
+			return nil, err
+		}
+		cfg.Log.Info("dead shards re-enqueued", "run", rs.Run, "shards", len(retried))
 	}
 	if cfg.OnStart != nil {
 		cfg.OnStart(srv.ClientURL(), sum)
@@ -156,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for err := range errs {
 		return nil, err
 	}
-	res := &Result{Submit: sum}
+	res := &Result{Submit: sum, Retried: retried}
 	if werr != nil {
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("%w: run %s; its unfinished shards were handed back", ErrInterrupted, rs.Run)

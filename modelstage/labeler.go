@@ -15,7 +15,7 @@ import (
 )
 
 // BLIPLabeler is the real model stage: the BLIP captioner writes synthetic captions and
-// the BLIP filter scores them with the web caption. When both are one loaded model (one
+// the BLIP filter scores them with the image's input captions, each on its own. When both are one loaded model (one
 // checkpoint with both towers) the vision transformer runs once per batch for both.
 type BLIPLabeler struct {
 	cap    *captioner.Captioner
@@ -67,6 +67,9 @@ func (l *BLIPLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Lab
 	if len(b.Pixels) != n*3*l.size*l.size || b.Size != l.size {
 		return nil, fmt.Errorf("model stage: %d pixel values of %d px images for %d images of %d px", len(b.Pixels), b.Size, n, l.size)
 	}
+	if err := checkBatch(b); err != nil {
+		return nil, err
+	}
 	s := torch.NewScope()
 	defer s.Close()
 	pixels := s.Track(torch.FromFloat32(b.Pixels, int64(n), 3, int64(l.size), int64(l.size)))
@@ -82,12 +85,12 @@ func (l *BLIPLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Lab
 			if caps, err = l.cap.CaptionImages(ctx, img, b.Keys); err != nil {
 				return
 			}
-			scores, err = l.scorer.ScoreImages(ctx, img, captionTexts(b.WebCaptions, caps))
+			scores, err = l.scorer.ScoreImages(ctx, img, captionTexts(b.Captions, caps))
 		})
 	} else {
 		caps, err = l.cap.CaptionPixels(ctx, pixels, b.Keys)
 		if err == nil {
-			scores, err = l.scorer.ScorePixels(ctx, pixels, captionTexts(b.WebCaptions, caps))
+			scores, err = l.scorer.ScorePixels(ctx, pixels, captionTexts(b.Captions, caps))
 		}
 	}
 	if err != nil {
@@ -101,12 +104,16 @@ func (l *BLIPLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Lab
 	}
 	out := make([]workers.Labels, n)
 	for i := range n {
-		if len(scores[i]) != 1+len(caps[i]) {
-			return nil, fmt.Errorf("model stage: image %q has %d scores for %d captions", b.Keys[i], len(scores[i]), 1+len(caps[i]))
+		in := b.Captions[i]
+		if len(scores[i]) != len(in)+len(caps[i]) {
+			return nil, fmt.Errorf("model stage: image %q has %d scores for %d captions", b.Keys[i], len(scores[i]), len(in)+len(caps[i]))
 		}
-		cs := []shards.Caption{{Text: b.WebCaptions[i], Source: shards.SourceWeb, ITM: scores[i][0].ITM, ITC: scores[i][0].ITC}}
+		cs := make([]shards.Caption, 0, len(scores[i]))
+		for k, text := range in {
+			cs = append(cs, shards.Caption{Text: text, Source: inputSource(b, i), ITM: scores[i][k].ITM, ITC: scores[i][k].ITC})
+		}
 		for k, c := range caps[i] {
-			sc := scores[i][1+k]
+			sc := scores[i][len(in)+k]
 			cs = append(cs, shards.Caption{Text: c.Text, Source: shards.SourceSynthetic, ITM: sc.ITM, ITC: sc.ITC})
 		}
 		out[i] = workers.Labels{Captions: cs}
@@ -114,10 +121,27 @@ func (l *BLIPLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Lab
 	return out, nil
 }
 
-func captionTexts(web []string, caps [][]captioner.Caption) [][]string {
-	out := make([][]string, len(web))
-	for i, w := range web {
-		out[i] = append(out[i], w)
+// checkBatch makes sure every image has its input captions and their source.
+func checkBatch(b workers.Batch) error {
+	if len(b.Captions) != b.Len() || (b.Sources != nil && len(b.Sources) != b.Len()) {
+		return fmt.Errorf("model stage: %d images with %d caption lists and %d sources", b.Len(), len(b.Captions), len(b.Sources))
+	}
+	return nil
+}
+
+// inputSource is what image i's input captions are; web unless the batch says.
+func inputSource(b workers.Batch, i int) string {
+	if b.Sources == nil || b.Sources[i] == "" {
+		return shards.SourceWeb
+	}
+	return b.Sources[i]
+}
+
+// captionTexts are each image's input captions, then its synthetic ones.
+func captionTexts(in [][]string, caps [][]captioner.Caption) [][]string {
+	out := make([][]string, len(in))
+	for i, cs := range in {
+		out[i] = append(out[i], cs...)
 		for _, c := range caps[i] {
 			out[i] = append(out[i], c.Text)
 		}

@@ -9,13 +9,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/filter"
 	"github.com/capfilt/capfilt/internal/testutil/tinyblip"
 	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
@@ -46,16 +49,19 @@ func TestPrepareSaysWhyAnImageIsSkipped(t *testing.T) {
 	}
 }
 
-func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
+func TestBLIPSourceLoadsEachModelOnceAndScoresEveryInputCaptionBeforeTheSynthetic(t *testing.T) {
 	torch.SetNumThreads(1)
 	model := tinyblip.ModelDir(t, 5)
 	src := modelstage.NewBLIPSource(torch.CPU, torch.Float32)
 	defer src.Close()
 	ctx := context.Background()
 	rs := tinyblip.RunSettings(t, "a", []string{"x"}, t.TempDir(), model)
+	if n := src.Loaded(); n != 0 {
+		t.Fatalf("%d model stages loaded before any run asked for one", n)
+	}
 	l1, err := src.Labeler(ctx, rs)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || src.Loaded() != 1 {
+		t.Fatal(err, src.Loaded())
 	}
 	// The same checkpoint named another way is the same model: one labeler.
 	rel, _ := filepath.Rel(must(os.Getwd()), model)
@@ -70,6 +76,11 @@ func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
 	if err != nil || l3 == l1 {
 		t.Fatalf("other generation settings need their own labeler: %v", err)
 	}
+	rs4 := rs
+	rs4.ITMFirstToken = spec.ITMFirstCLS
+	if l4, err := src.Labeler(ctx, rs4); err != nil || l4 == l1 {
+		t.Fatalf("ITM with [CLS] first (HF's scores) needs its own labeler: %v", err)
+	}
 	if !l3.(*modelstage.BLIPLabeler).SharesViT() {
 		t.Fatal("one checkpoint with both towers runs the ViT once")
 	}
@@ -78,23 +89,38 @@ func TestBLIPSourceLoadsEachModelOnceAndLabelsWebCaptionFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Image 0 has two web captions (a caption list), image 1 one human caption: each input
+	// caption is scored on its own, with its source, before the synthetic ones.
 	b := workers.Batch{Pixels: append(append([]float32{}, px...), px...), Keys: []string{"k0", "k1"},
-		WebCaptions: []string{"a red square", "a blue circle"}, Size: side}
+		Captions: [][]string{{"a red square", "a shape on grey"}, {"a blue circle"}},
+		Sources:  []string{shards.SourceWeb, shards.SourceHuman}, Size: side}
 	labels, err := l3.Label(ctx, b)
 	if err != nil || len(labels) != 2 {
 		t.Fatalf("labels %+v (%v)", labels, err)
 	}
 	for i, lab := range labels {
-		cs := lab.Captions
-		if len(cs) != 3 || cs[0].Source != shards.SourceWeb || cs[0].Text != b.WebCaptions[i] ||
-			cs[1].Source != shards.SourceSynthetic || cs[2].Source != shards.SourceSynthetic {
-			t.Fatalf("image %d: captions %+v, want the web one then 2 synthetic", i, cs)
+		cs, in := lab.Captions, b.Captions[i]
+		if len(cs) != len(in)+2 {
+			t.Fatalf("image %d: captions %+v, want %d input ones then 2 synthetic", i, cs, len(in))
 		}
-		for _, c := range cs {
+		for k, c := range cs {
+			want := shards.SourceSynthetic
+			if k < len(in) {
+				want = b.Sources[i]
+				if c.Text != in[k] {
+					t.Fatalf("image %d caption %d is %q, want the input's %q", i, k, c.Text, in[k])
+				}
+			}
+			if c.Source != want {
+				t.Fatalf("image %d caption %d (%q) has source %q, want %q", i, k, c.Text, c.Source, want)
+			}
 			if c.ITM < 0 || c.ITM > 1 || c.ITC < -1 || c.ITC > 1 {
 				t.Fatalf("score out of range: %+v", c)
 			}
 		}
+	}
+	if cs := labels[0].Captions; cs[0].ITM == cs[1].ITM && cs[0].ITC == cs[1].ITC {
+		t.Fatalf("two different captions of one image scored alike: %+v", cs[:2])
 	}
 	if _, err := src.Labeler(ctx, pipeline.RunSettings{Run: "b", Captioner: pipeline.ModelSpec{Path: "/no/model"}, Filter: rs.Filter,
 		Generation: rs.Generation}); !errors.Is(err, fs.ErrNotExist) {
@@ -144,4 +170,68 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A hub vocabulary may lack [PAD] and [MASK] (HF accepts one): the model loads, pads with
+// its config's pad_token_id, says what is missing, and scores as with the full vocabulary.
+func TestVocabularyWithoutPadAndMaskLoadsWithTheConfigsIDsAndAWarning(t *testing.T) {
+	torch.SetNumThreads(1)
+	model := tinyblip.ModelDir(t, 3)
+	bare := t.TempDir()
+	for _, name := range []string{"model.safetensors", "config.json"} {
+		data, err := os.ReadFile(filepath.Join(model, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(bare, name), data, 0o644)
+	}
+	vocab := synth.TinyVocab()
+	if vocab[0] != "[PAD]" || vocab[4] != "[MASK]" {
+		t.Fatalf("tiny vocabulary starts %v", vocab[:5])
+	}
+	vocab[0], vocab[4] = "[unused0]", "[unused1]" // same ids, no [PAD] or [MASK] token
+	os.WriteFile(filepath.Join(bare, "vocab.txt"), []byte(strings.Join(vocab, "\n")+"\n"), 0o644)
+
+	l, err := blip.LoadForInference(bare, blip.InferenceOptions{})
+	if err != nil {
+		t.Fatalf("a vocabulary without [PAD]/[MASK] whose config gives pad_token_id: %v", err)
+	}
+	defer l.Close()
+	warned := strings.Join(l.Report.Warnings, "\n")
+	if !strings.Contains(warned, "no [PAD]") || !strings.Contains(warned, "pad_token_id 0") || !strings.Contains(warned, "no [MASK]") {
+		t.Fatalf("warnings %q: want both missing tokens named", l.Report.Warnings)
+	}
+	if l.Tokenizer.PadID() != l.Model.Config.Text.PadID {
+		t.Fatalf("pads with %d, config says %d", l.Tokenizer.PadID(), l.Model.Config.Text.PadID)
+	}
+	full, err := blip.LoadForInference(model, blip.InferenceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if len(full.Report.Warnings) != 0 {
+		t.Fatalf("the full vocabulary warns: %q", full.Report.Warnings)
+	}
+
+	score := func(l *blip.Inference) []filter.Score {
+		sc, err := filter.NewScorer(l.Model, l.Tokenizer, filter.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		px, _, _, err := modelstage.PassThrough{Side: l.Model.Config.Vision.ImageSize}.Prepare(scenePNG(t, 40, 30), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pixels := torch.FromFloat32(px, 1, 3, int64(l.Model.Config.Vision.ImageSize), int64(l.Model.Config.Vision.ImageSize))
+		defer pixels.Free()
+		// Captions of unequal length, so the shorter ones are padded.
+		got, err := sc.ScorePixels(context.Background(), pixels, [][]string{{"a red square on the left of a grey picture", "a square"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0]
+	}
+	if a, b := score(l), score(full); !reflect.DeepEqual(a, b) {
+		t.Fatalf("scores %+v without [PAD]/[MASK], %+v with them", a, b)
+	}
 }

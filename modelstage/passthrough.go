@@ -9,7 +9,7 @@ import (
 )
 
 // PassThrough is a model stage without a model: it prepares images exactly as the BLIP
-// stage does, and every image keeps its web caption with perfect scores. `capfilt bench
+// stage does, and every image keeps its input captions with perfect scores. `capfilt bench
 // pipeline` uses it to measure what NATS, batching and Parquet writing cost around the
 // model.
 type PassThrough struct{ Side int }
@@ -22,14 +22,21 @@ func (p PassThrough) Prepare(image []byte, maxPixels int64) ([]float32, int, int
 	return prepare(image, p.Side, maxPixels)
 }
 
-// Label scores each web caption 1.
+// Label scores each input caption 1.
 func (p PassThrough) Label(ctx context.Context, b workers.Batch) ([]workers.Labels, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := checkBatch(b); err != nil {
+		return nil, err
+	}
 	out := make([]workers.Labels, b.Len())
-	for i, c := range b.WebCaptions {
-		out[i] = workers.Labels{Captions: []shards.Caption{{Text: c, Source: shards.SourceWeb, ITM: 1, ITC: 1}}}
+	for i, in := range b.Captions {
+		cs := make([]shards.Caption, len(in))
+		for k, c := range in {
+			cs[k] = shards.Caption{Text: c, Source: inputSource(b, i), ITM: 1, ITC: 1}
+		}
+		out[i] = workers.Labels{Captions: cs}
 	}
 	return out, nil
 }

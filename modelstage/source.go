@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 
@@ -21,6 +22,8 @@ import (
 type BLIPSource struct {
 	Device torch.Device
 	DType  torch.DType
+	// Log, when set, is told each load's warnings (a vocabulary without [PAD], ...).
+	Log *slog.Logger
 
 	mu       sync.Mutex
 	models   map[pipeline.ModelSpec]*blip.Inference
@@ -34,7 +37,7 @@ func NewBLIPSource(dev torch.Device, dt torch.DType) *BLIPSource {
 
 // Labeler returns the model stage of a run's settings, loading what it needs.
 func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (workers.Labeler, error) {
-	key, _ := json.Marshal([]any{canonical(rs.Captioner), canonical(rs.Filter), rs.Generation})
+	key, _ := json.Marshal([]any{canonical(rs.Captioner), canonical(rs.Filter), rs.Generation, rs.ITMFirstToken.OrDefault()})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.labelers[string(key)]; ok {
@@ -52,7 +55,9 @@ func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (work
 	if err != nil {
 		return nil, fmt.Errorf("captioner %s: %w", rs.Captioner.Path, err)
 	}
-	sc, err := filter.NewScorer(fm.Model, fm.Tokenizer, filter.DefaultOptions())
+	opts := filter.DefaultOptions()
+	opts.ITMFirstToken = rs.ITMFirstToken.OrDefault()
+	sc, err := filter.NewScorer(fm.Model, fm.Tokenizer, opts)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", rs.Filter.Path, err)
 	}
@@ -62,6 +67,14 @@ func (s *BLIPSource) Labeler(ctx context.Context, rs pipeline.RunSettings) (work
 	}
 	s.labelers[string(key)] = l
 	return l, nil
+}
+
+// Loaded is how many model stages are ready: 0 until a run's first job loaded its
+// models (a worker loads them on demand), or when every load so far failed.
+func (s *BLIPSource) Loaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.labelers)
 }
 
 // canonical makes the same checkpoint named two ways one key (so it loads once).
@@ -84,6 +97,11 @@ func (s *BLIPSource) load(spec pipeline.ModelSpec) (*blip.Inference, error) {
 	m, err := blip.LoadForInference(spec.Path, blip.InferenceOptions{Tokenizer: spec.Tokenizer, Device: s.Device, DType: s.DType})
 	if err != nil {
 		return nil, err
+	}
+	if s.Log != nil {
+		for _, w := range m.Report.Warnings {
+			s.Log.Warn("model loaded with a warning", "model", spec.Path, "warning", w)
+		}
 	}
 	s.models[spec] = m
 	return m, nil

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
 // PublishJobs publishes jobs, each under its message id, and waits for the stream to take
@@ -51,52 +53,137 @@ func (q *Queue) PublishJob(ctx context.Context, j Job) (fresh bool, err error) {
 	return !ack.Duplicate, nil
 }
 
-// Fetch pulls one job for a worker, waiting up to wait; it returns nil when none came.
+// Fetch pulls one job of any run for a worker, waiting up to wait; it returns nil when
+// none came. Runs take turns: each call asks the runs with jobs in the stream, starting
+// one further along than the last call, so a small run is not stuck behind a big one.
 // A job that arrives after ctx ended is handed straight back.
 func (q *Queue) Fetch(ctx context.Context, wait time.Duration) (*Delivery, error) {
-	batch, err := q.consumer.Fetch(1, jetstream.FetchMaxWait(wait))
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case msg, ok := <-batch.Messages():
-		if !ok {
-			return nil, batch.Error()
+	deadline := time.Now().Add(wait)
+	// Asking every run costs a request per run, so an idle worker asks a few times per
+	// wait, at most once a second.
+	pause := min(max(wait/5, 20*time.Millisecond), time.Second)
+	for {
+		d, err := q.fetchAny(ctx)
+		if d != nil || err != nil {
+			return d, err
 		}
-		if ctx.Err() != nil {
-			msg.Nak()
+		left := time.Until(deadline)
+		if left <= 0 {
 			return nil, nil
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			msg.Term()
-			return nil, fmt.Errorf("job without metadata dropped: %w", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(min(pause, left)):
 		}
-		return &Delivery{msg: msg, meta: meta}, nil
-	case <-ctx.Done():
-		go func() {
-			for msg := range batch.Messages() {
-				msg.Nak()
-			}
-		}()
-		return nil, nil
 	}
 }
 
-// IdleWorkers says how many workers wait for a job and how many jobs are out with one.
-func (q *Queue) IdleWorkers(ctx context.Context) (waiting, inFlight int, err error) {
-	info, err := q.consumer.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+func (q *Queue) fetchAny(ctx context.Context) (*Delivery, error) {
+	runs, err := q.runsWithJobs(ctx)
+	if err != nil || len(runs) == 0 {
+		return nil, err
 	}
-	return info.NumWaiting, info.NumAckPending, nil
+	first := int(q.turn.Add(1) % uint64(len(runs)))
+	var errs []error
+	for i := range runs {
+		run := runs[(first+i)%len(runs)]
+		d, err := q.fetchRun(ctx, run)
+		if d != nil {
+			return d, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// fetchRun takes a job of one run if one is ready now.
+func (q *Queue) fetchRun(ctx context.Context, run string) (*Delivery, error) {
+	c, err := q.runConsumer(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	batch, err := c.FetchNoWait(1)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			q.forget(run)
+		}
+		return nil, err
+	}
+	msg, ok := <-batch.Messages()
+	if !ok {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				q.forget(run)
+			}
+			return nil, err
+		}
+		return nil, nil
+	}
+	if ctx.Err() != nil {
+		msg.Nak()
+		return nil, nil
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		msg.Term()
+		return nil, fmt.Errorf("job without metadata dropped: %w", err)
+	}
+	return &Delivery{msg: msg, meta: meta, stream: q.stream}, nil
+}
+
+// runConsumer is a run's consumer. A run with jobs and no consumer (its consumer was
+// deleted when it finished, and a retry came after; or it was submitted by an older
+// capfilt) gets one made from its recorded queue settings, or the defaults for a run
+// with none, whose jobs a worker then terminates.
+func (q *Queue) runConsumer(ctx context.Context, run string) (jetstream.Consumer, error) {
+	q.mu.Lock()
+	c, ok := q.consumers[run]
+	q.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := q.stream.Consumer(ctx, RunConsumerName(run))
+	if err == nil {
+		q.mu.Lock()
+		q.consumers[run] = c
+		q.mu.Unlock()
+		return c, nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer of run %s: %w", run, err)
+	}
+	rq := spec.DefaultQueue()
+	if rs, err := q.RunSettings(ctx, run); err == nil {
+		rq = rs.Queue
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if err := q.EnsureRunConsumer(ctx, run, rq); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.consumers[run], nil
+}
+
+func (q *Queue) forget(run string) {
+	q.mu.Lock()
+	delete(q.consumers, run)
+	q.mu.Unlock()
 }
 
 // Delivery is one delivery of a job to a worker, which settles it with exactly one of
 // Ack, Nak, NakAfter or Term (and sends InProgress while it works).
 type Delivery struct {
-	msg  jetstream.Msg
-	meta *jetstream.MsgMetadata
+	msg    jetstream.Msg
+	meta   *jetstream.MsgMetadata
+	stream jetstream.Stream
 }
 
 // Data is the job as published (DecodeJob reads it).
@@ -129,5 +216,25 @@ func (d *Delivery) Nak() error { return d.msg.Nak() }
 // NakAfter hands the job back for another delivery after delay.
 func (d *Delivery) NakAfter(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
 
-// Term ends the job for good: it is never delivered again.
-func (d *Delivery) Term(reason string) error { return d.msg.TermWithReason(reason) }
+// Term ends the job for good: it is never delivered again. JetStream does not confirm a
+// terminate, so Term waits (within ctx) until the stream has dropped the job: whoever
+// counts the run's jobs next must not count this one.
+func (d *Delivery) Term(ctx context.Context, reason string) error {
+	if err := d.msg.TermWithReason(reason); err != nil {
+		return err
+	}
+	for {
+		_, err := d.stream.GetMsg(ctx, d.meta.Sequence.Stream)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

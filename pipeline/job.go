@@ -89,15 +89,22 @@ type RunSettings struct {
 
 	Generation spec.Generation `json:"generation"`
 	Rule       spec.AcceptRule `json:"rule"`
-	// Queue is how the run's jobs are retried: workers nak a failed shard with its
-	// backoff and end it after its attempts. The ack wait is the server's, set by the
-	// latest submit (JetStream holds one per consumer).
+	// ITMFirstToken is what the filter puts first in the ITM text ("" is enc, BLIP's).
+	ITMFirstToken spec.ITMFirstToken `json:"itm_first_token,omitempty"`
+	// Queue is how the run's jobs are delivered and retried: its ack wait is its own
+	// consumer's (EnsureRunConsumer), and workers nak a failed shard with its backoff and
+	// end it after its attempts.
 	Queue spec.Queue `json:"queue"`
 
-	Columns      shards.ParquetColumns `json:"columns"`
-	MaxPixels    int64                 `json:"max_pixels,omitempty"`
-	OmitImages   bool                  `json:"omit_images,omitempty"`
-	WithRejected bool                  `json:"with_rejected,omitempty"`
+	Columns   shards.ParquetColumns `json:"columns"`
+	MaxPixels int64                 `json:"max_pixels,omitempty"`
+	// HumanCaptions says the input captions were written by annotators: they are kept
+	// as human captions, unfiltered unless Rule.FilterHuman.
+	HumanCaptions bool `json:"human_captions,omitempty"`
+	// OutputFormat is what the cleaned shards are written as ("" is Parquet).
+	OutputFormat shards.OutputFormat `json:"output_format,omitempty"`
+	OmitImages   bool                `json:"omit_images,omitempty"`
+	WithRejected bool                `json:"with_rejected,omitempty"`
 
 	// Bookkeeping, not compared between submits.
 	Version     string    `json:"version,omitempty"`
@@ -107,7 +114,8 @@ type RunSettings struct {
 // Validate checks the typed settings a run records (Problems errors name each one).
 func (r RunSettings) Validate() error {
 	var errs []error
-	for _, err := range []error{ValidateRunName(r.Run), r.Generation.Validate(), r.Rule.Validate(), r.Queue.Validate()} {
+	for _, err := range []error{ValidateRunName(r.Run), r.Generation.Validate(), r.Rule.Validate(), r.Queue.Validate(),
+		r.ITMFirstToken.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -115,7 +123,21 @@ func (r RunSettings) Validate() error {
 	if r.MaxPixels < 0 {
 		errs = append(errs, spec.Problems{{Setting: "max-pixels", Value: strconv.FormatInt(r.MaxPixels, 10), Reason: "must be 0 (the default limit) or more"}})
 	}
+	if _, err := shards.ParseOutputFormat(string(r.OutputFormat)); err != nil {
+		errs = append(errs, spec.Problems{{Setting: "output-format", Value: strconv.Quote(string(r.OutputFormat)), Reason: "want parquet or wds"}})
+	} else if r.Format() == shards.OutputWDS && r.OmitImages {
+		errs = append(errs, spec.Problems{{Setting: "output-format", Value: strconv.Quote(string(r.OutputFormat)),
+			Reason: "a WebDataset shard needs its images: drop omit-images, or write parquet"}})
+	}
 	return errors.Join(errs...)
+}
+
+// Format is the run's output format: OutputFormat, or Parquet when unset.
+func (r RunSettings) Format() shards.OutputFormat {
+	if r.OutputFormat == "" {
+		return shards.OutputParquet
+	}
+	return r.OutputFormat
 }
 
 // Differences names the settings in which o differs from r ("" when the two would make
@@ -130,7 +152,9 @@ func (r RunSettings) Differences(o RunSettings) string {
 		{"captioner model", r.Captioner, o.Captioner}, {"filter model", r.Filter, o.Filter},
 		{"generation settings", r.Generation, o.Generation}, {"accept rule", r.Rule, o.Rule},
 		{"queue settings", r.Queue.WithDefaults(), o.Queue.WithDefaults()},
+		{"itm first token", r.ITMFirstToken.OrDefault(), o.ITMFirstToken.OrDefault()},
 		{"parquet columns", r.Columns, o.Columns}, {"max pixels", r.MaxPixels, o.MaxPixels},
+		{"human captions", r.HumanCaptions, o.HumanCaptions}, {"output format", r.Format(), o.Format()},
 		{"omit images", r.OmitImages, o.OmitImages}, {"with rejected", r.WithRejected, o.WithRejected},
 	} {
 		x, _ := json.Marshal(f.x)
@@ -188,10 +212,19 @@ type ShardState struct {
 	State State    `json:"state"`
 	// Retry is the job generation the state belongs to (Job.Retry).
 	Retry int `json:"retry"`
-	// Attempts is how many times the current job has been delivered.
-	Attempts  int    `json:"attempts"`
+	// Attempts is how many attempts at the current job have begun: a worker counts its
+	// own when it starts, so a worker lost mid-shard has used one. A delivery handed back
+	// unstarted (NATS unavailable, the worker stopping) uses none, and neither does an
+	// attempt a store outage interrupted (Outages).
+	Attempts int `json:"attempts"`
+	// Outages counts the times an attempt failed because the store was unreachable and
+	// was run again once it answered, without using up an attempt.
+	Outages   int    `json:"outages,omitempty"`
 	Worker    string `json:"worker,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Damage says where and why a shard that is done broke part-way: every sample before
+	// the damage was processed, none after (done with damage). Nil for a whole shard.
+	Damage *shards.ShardDamage `json:"damage,omitempty"`
 
 	Counts Counts `json:"counts"`
 	// Progress is how many samples the running attempt has read so far.

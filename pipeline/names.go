@@ -6,21 +6,28 @@ import (
 	"strconv"
 )
 
-// The names every process agrees on. One stream and one durable consumer serve every
-// run: a job's subject names its run, so `status` and the manifest can count a run's
-// pending jobs without a stream per run.
+// The names every process agrees on. One stream holds every run's jobs, each run's on
+// its own subject, so `status` and the manifest count a run's pending jobs without a
+// stream per run; each run has its own durable consumer (RunConsumerName), which is how
+// its ack wait is its own.
 const (
 	// StreamName is the work-queue stream that holds the jobs not yet done.
 	StreamName = "CAPFILT_JOBS"
 	// SubjectPrefix starts every job subject: capfilt.jobs.<run>.
 	SubjectPrefix = "capfilt.jobs"
-	// ConsumerName is the durable pull consumer every worker shares.
-	ConsumerName = "capfilt-workers"
+	// RunConsumerPrefix starts the name of each run's durable pull consumer.
+	RunConsumerPrefix = "capfilt-run-"
 	// ShardsBucket is the KV bucket of shard states, keyed <run>.<shard id>.
 	ShardsBucket = "capfilt-shards"
 	// RunsBucket is the KV bucket of run settings, keyed <run>.
 	RunsBucket = "capfilt-runs"
 )
+
+// legacyConsumerName is the one consumer every run shared before runs had their own.
+const legacyConsumerName = "capfilt-workers"
+
+// RunConsumerName is the durable consumer a run's jobs are delivered through.
+func RunConsumerName(run string) string { return RunConsumerPrefix + run }
 
 // JobSubject is the subject a run's jobs are published on.
 func JobSubject(run string) string { return SubjectPrefix + "." + run }

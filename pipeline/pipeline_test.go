@@ -106,38 +106,137 @@ func TestRunSettingsTravelTypedAndDifferencesNameWhatChanged(t *testing.T) {
 	}
 }
 
-func TestQueueSettingsLiveOnTheServer(t *testing.T) {
+func TestEachRunHasItsOwnConsumerAndAckWait(t *testing.T) {
 	n := pipelinetest.StartNATS(t)
 	_, js := n.Connect(t)
 	ctx := context.Background()
 	if _, err := pipeline.OpenQueue(ctx, js); err != pipeline.ErrNoQueue {
 		t.Fatalf("open before any submit: %v", err)
 	}
-	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{AckWait: 3 * time.Second, DedupWindow: time.Hour}); err != nil {
+	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{DedupWindow: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := pipeline.OpenQueue(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := q.Config(); got.AckWait != 3*time.Second || got.DedupWindow != time.Hour || got.Replicas != 1 {
+	if got := q.Config(); got.DedupWindow != time.Hour || got.Replicas != 1 {
 		t.Fatalf("config read back %+v", got)
 	}
-	// A later submit changes the settings: a running process reads the new ones.
-	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{AckWait: 9 * time.Second}); err != nil {
-		t.Fatal(err)
+	waits := map[string]time.Duration{"fast": time.Second, "slow": 3 * time.Second}
+	for run, wait := range waits {
+		if err := q.EnsureRunConsumer(ctx, run, spec.Queue{AckWait: wait}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.PublishJob(ctx, testJob(t, run, "00000")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := q.RunAckWait(ctx, run); err != nil || got != wait {
+			t.Fatalf("run %s: ack wait %v (%v), want %v", run, got, err, wait)
+		}
 	}
-	if now, err := q.ReadConfig(ctx); err != nil || now.AckWait != 9*time.Second {
-		t.Fatalf("settings re-read %+v (%v)", now, err)
+	cons, err := js.Consumer(ctx, pipeline.StreamName, pipeline.RunConsumerName("fast"))
+	if ci := cons.CachedInfo().Config; err != nil || ci.MaxDeliver != -1 || ci.AckPolicy != jetstream.AckExplicitPolicy || ci.FilterSubject != "capfilt.jobs.fast" {
+		t.Fatalf("consumer %+v (%v): want unlimited deliveries (workers count attempts), explicit acks, the run's subject", ci, err)
+	}
+
+	// Both jobs go out and are never settled, as with a worker that died: each comes back
+	// after its own run's ack wait.
+	began := time.Now()
+	seen := map[string]bool{}
+	for range 2 {
+		d, err := q.Fetch(ctx, time.Second)
+		if err != nil || d == nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		j, _ := pipeline.DecodeJob(d.Data())
+		seen[j.Run] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("two fetches gave jobs of %v: runs take turns", seen)
+	}
+	back := map[string]time.Duration{}
+	for len(back) < 2 && time.Since(began) < 10*time.Second {
+		d, err := q.Fetch(ctx, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil {
+			continue
+		}
+		j, _ := pipeline.DecodeJob(d.Data())
+		if d.Attempt() != 2 {
+			t.Fatalf("run %s: delivery %d", j.Run, d.Attempt())
+		}
+		back[j.Run] = time.Since(began)
+		d.Ack(ctx)
+	}
+	for run, wait := range waits {
+		if got := back[run]; got < wait || got > wait+1500*time.Millisecond {
+			t.Errorf("run %s (ack wait %v): redelivered after %v", run, wait, got)
+		}
 	}
 	stream, err := js.Stream(ctx, pipeline.StreamName)
 	if err != nil || stream.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
 		t.Fatalf("stream %v", err)
 	}
-	// Attempts are each run's own: the server delivers without a limit, workers count.
-	cons, err := js.Consumer(ctx, pipeline.StreamName, pipeline.ConsumerName)
-	if ci := cons.CachedInfo().Config; err != nil || ci.MaxDeliver != -1 || ci.AckPolicy != jetstream.AckExplicitPolicy {
-		t.Fatalf("consumer max deliver %d, ack policy %v (%v)", ci.MaxDeliver, ci.AckPolicy, err)
+}
+
+// A queue created by capfilt before runs had their own consumers has one consumer on
+// every job subject, which a work-queue stream lets no other consumer overlap: the next
+// EnsureQueue removes it, and its jobs go out through their runs' consumers.
+func TestEnsureQueueRetiresTheSharedConsumerOfOlderVersions(t *testing.T) {
+	n := pipelinetest.StartNATS(t)
+	q := n.EnsureQueue(t)
+	_, js := n.Connect(t)
+	ctx := context.Background()
+	if _, err := js.CreateConsumer(ctx, pipeline.StreamName, jetstream.ConsumerConfig{Durable: "capfilt-workers",
+		AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: pipeline.SubjectPrefix + ".>"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.PublishJob(ctx, testJob(t, "old", "00000")); err != nil {
+		t.Fatal(err)
+	}
+	q = n.EnsureQueue(t)
+	if _, err := js.Consumer(ctx, pipeline.StreamName, "capfilt-workers"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("the shared consumer is still there: %v", err)
+	}
+	if d, err := q.Fetch(ctx, time.Second); err != nil || d == nil {
+		t.Fatalf("the old run's job: %v %v", d, err)
+	}
+}
+
+// An operator who runs the queue at R3 keeps R3: a submit that does not ask for
+// replicas (the default 1) does not scale the stream, the buckets or new consumers down.
+func TestQueueReplicasAreNeverLowered(t *testing.T) {
+	urls := pipelinetest.StartCluster(t, 3)
+	nc, js, err := pipeline.Connect(urls, pipeline.ConnectOptions{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := pipeline.EnsureQueue(ctx, js, pipeline.QueueConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnsureRunConsumer(ctx, "r", spec.DefaultQueue()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{pipeline.StreamName, "KV_" + pipeline.ShardsBucket, "KV_" + pipeline.RunsBucket} {
+		st, err := js.Stream(ctx, name)
+		if err != nil || st.CachedInfo().Config.Replicas != 3 {
+			t.Errorf("stream %s: %v", name, err)
+			continue
+		}
+	}
+	cons, err := js.Consumer(ctx, pipeline.StreamName, pipeline.RunConsumerName("r"))
+	if err != nil || cons.CachedInfo().Config.Replicas != 3 || q.Config().Replicas != 3 {
+		t.Fatalf("run consumer at R%d (%v), queue config %+v", cons.CachedInfo().Config.Replicas, err, q.Config())
 	}
 }
 
@@ -191,7 +290,7 @@ func TestJobsAreFetchedSettledAndPublishedOnce(t *testing.T) {
 				err = d.Ack(ctx) // a second ack is no error
 			}
 		} else {
-			err = d.Term("test")
+			err = d.Term(ctx, "test")
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,28 +16,27 @@ import (
 	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
-// QueueConfig is what the server holds for every run: the ack wait JetStream enforces on
-// the one consumer, and the stream's dedup window and replication. A run's attempts and
-// backoff are its own (RunSettings.Queue); workers apply them per job.
+// QueueConfig is what the server holds for every run: the stream's dedup window and the
+// replication of the stream, the consumers and the buckets. What differs between runs
+// (ack wait, attempts, backoff) is each run's own (RunSettings.Queue): every run has its
+// own consumer with its own ack wait, and workers apply its attempts and backoff.
 type QueueConfig struct {
-	// AckWait is how long a job may go without a heartbeat before JetStream gives it to
-	// another worker (workers send one every AckWait/4 while they work).
-	AckWait time.Duration
 	// DedupWindow is how long the stream remembers message ids. A re-submit after the
 	// window is still a no-op: submit checks the shards bucket before publishing.
 	DedupWindow time.Duration
-	// Replicas is the replication of the stream, consumer and buckets (a NATS cluster).
+	// Replicas is the replication of the stream, consumers and buckets (3 on a NATS
+	// cluster that must survive losing a server). EnsureQueue never lowers it.
 	Replicas int
 }
 
 // DefaultDedupWindow is how long a job's message id is remembered by default.
 const DefaultDedupWindow = 2 * time.Hour
 
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
 // WithDefaults fills the zero fields.
 func (c QueueConfig) WithDefaults() QueueConfig {
-	if c.AckWait <= 0 {
-		c.AckWait = spec.DefaultAckWait
-	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = DefaultDedupWindow
 	}
@@ -43,16 +46,19 @@ func (c QueueConfig) WithDefaults() QueueConfig {
 	return c
 }
 
-// Queue is a run-independent handle on the stream, the workers' consumer and the two
-// buckets. Its methods are every operation the coordinator and the workers need, so
-// that the NATS handles stay here.
+// Queue is a handle on the job stream, the runs' consumers and the two buckets. Its
+// methods are every operation the coordinator and the workers need, so that the NATS
+// handles stay here. It is safe for concurrent use (capfilt run's workers share one).
 type Queue struct {
-	js       jetstream.JetStream
-	stream   jetstream.Stream
-	consumer jetstream.Consumer
-	shards   jetstream.KeyValue
-	runs     jetstream.KeyValue
-	config   QueueConfig
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	shards jetstream.KeyValue
+	runs   jetstream.KeyValue
+	config QueueConfig
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer // by run
+	turn      atomic.Uint64                 // which run Fetch asks first
 }
 
 // The errors callers tell apart, whatever NATS calls them.
@@ -67,11 +73,20 @@ var (
 	ErrExists = jetstream.ErrKeyExists
 )
 
-// EnsureQueue creates the stream, the consumer and the buckets, or updates them to cfg.
+// EnsureQueue creates the stream and the buckets, or updates them to cfg. Replication
+// is only ever raised: a queue an operator runs at R3 stays at R3 when a submit that
+// does not say so comes along.
 func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (*Queue, error) {
 	cfg = cfg.WithDefaults()
-	q := &Queue{js: js, config: cfg}
+	replicas := func(stream string) int {
+		if st, err := js.Stream(ctx, stream); err == nil {
+			return max(cfg.Replicas, st.CachedInfo().Config.Replicas)
+		}
+		return cfg.Replicas
+	}
+	q := &Queue{js: js, consumers: map[string]jetstream.Consumer{}}
 	var err error
+	cfg.Replicas = replicas(StreamName)
 	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "capfilt jobs: one message per shard to process",
@@ -85,40 +100,32 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
 	}
-	q.consumer, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		Description:   "capfilt workers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		FilterSubject: SubjectPrefix + ".>",
-		// Runs differ in their attempts, so the server delivers without a limit and the
-		// workers count: a job past its run's attempts is terminated and marked dead,
-		// also when the worker of its last attempt died without a word.
-		MaxDeliver: -1,
-		Replicas:   cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
-	}
+	q.config = cfg
 	for _, b := range []struct {
 		dst  *jetstream.KeyValue
 		name string
 		desc string
 	}{{&q.shards, ShardsBucket, "capfilt shard states"}, {&q.runs, RunsBucket, "capfilt run settings"}} {
 		*b.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.desc, History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+			Bucket: b.name, Description: b.desc, History: 1, Storage: jetstream.FileStorage, Replicas: replicas("KV_" + b.name),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("create KV bucket %s: %w", b.name, err)
 		}
 	}
+	// capfilt before per-run consumers had one consumer on every job subject; a work-queue
+	// stream refuses a second consumer on subjects it already covers. Deleting it hands
+	// the jobs it had out to the runs' consumers.
+	if err := js.DeleteConsumer(ctx, StreamName, legacyConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("delete the old shared consumer %s: %w", legacyConsumerName, err)
+	}
 	return q, nil
 }
 
-// OpenQueue binds to the stream, consumer and buckets a submit made, and reads the queue
-// settings from the consumer. It returns ErrNoQueue when there are none.
+// OpenQueue binds to the stream and buckets a submit made. It returns ErrNoQueue when
+// there are none.
 func OpenQueue(ctx context.Context, js jetstream.JetStream) (*Queue, error) {
-	q := &Queue{js: js}
+	q := &Queue{js: js, consumers: map[string]jetstream.Consumer{}}
 	var err error
 	if q.stream, err = js.Stream(ctx, StreamName); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -126,13 +133,8 @@ func OpenQueue(ctx context.Context, js jetstream.JetStream) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("open stream %s: %w", StreamName, err)
 	}
-	if q.consumer, err = js.Consumer(ctx, StreamName, ConsumerName); err != nil {
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, ErrNoQueue
-		}
-		return nil, fmt.Errorf("open consumer %s: %w", ConsumerName, err)
-	}
-	q.config = configOf(q.stream.CachedInfo().Config, q.consumer.CachedInfo().Config)
+	sc := q.stream.CachedInfo().Config
+	q.config = QueueConfig{DedupWindow: sc.Duplicates, Replicas: sc.Replicas}.WithDefaults()
 	if q.shards, err = js.KeyValue(ctx, ShardsBucket); err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", ShardsBucket, err)
 	}
@@ -142,22 +144,54 @@ func OpenQueue(ctx context.Context, js jetstream.JetStream) (*Queue, error) {
 	return q, nil
 }
 
-func configOf(sc jetstream.StreamConfig, cc jetstream.ConsumerConfig) QueueConfig {
-	return QueueConfig{AckWait: cc.AckWait, DedupWindow: sc.Duplicates, Replicas: cc.Replicas}.WithDefaults()
-}
-
-// Config is the queue settings as they were when the queue was opened.
+// Config is the server's queue settings as they were when the queue was opened.
 func (q *Queue) Config() QueueConfig { return q.config }
 
-// ReadConfig reads the queue settings from the consumer as they are now: a later submit
-// may have changed them (EnsureQueue), and a heartbeat paced for an old, longer ack wait
-// would let JetStream hand a running job to a second worker.
-func (q *Queue) ReadConfig(ctx context.Context) (QueueConfig, error) {
-	info, err := q.consumer.Info(ctx)
+// EnsureRunConsumer creates the consumer that delivers a run's jobs, with the run's ack
+// wait, or updates it to rq. JetStream holds one ack wait per consumer, so a consumer per
+// run is what lets two runs on one queue differ in it. Delivery is unlimited: runs
+// differ in their attempts too, so the workers count them (see ShardState.Attempts).
+func (q *Queue) EnsureRunConsumer(ctx context.Context, run string, rq spec.Queue) error {
+	rq = rq.WithDefaults()
+	c, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       RunConsumerName(run),
+		Description:   "capfilt workers, run " + run,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       rq.AckWait,
+		FilterSubject: JobSubject(run),
+		MaxDeliver:    -1,
+		Replicas:      q.config.Replicas,
+	})
 	if err != nil {
-		return QueueConfig{}, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+		return fmt.Errorf("create the consumer of run %s: %w", run, err)
 	}
-	return configOf(q.stream.CachedInfo().Config, info.Config), nil
+	q.mu.Lock()
+	q.consumers[run] = c
+	q.mu.Unlock()
+	return nil
+}
+
+// RunAckWait is the ack wait JetStream applies to a run's jobs now.
+func (q *Queue) RunAckWait(ctx context.Context, run string) (time.Duration, error) {
+	c, err := q.stream.Consumer(ctx, RunConsumerName(run))
+	if err != nil {
+		return 0, fmt.Errorf("consumer of run %s: %w", run, err)
+	}
+	return c.CachedInfo().Config.AckWait, nil
+}
+
+// DeleteRunConsumer removes a finished run's consumer, so that the server holds none per
+// run that ever was. A job published later (a retry) gets a new one: the retry makes it,
+// and a worker that finds jobs of a run without a consumer makes it from the run's
+// settings.
+func (q *Queue) DeleteRunConsumer(ctx context.Context, run string) error {
+	q.mu.Lock()
+	delete(q.consumers, run)
+	q.mu.Unlock()
+	if err := q.stream.DeleteConsumer(ctx, RunConsumerName(run)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete the consumer of run %s: %w", run, err)
+	}
+	return nil
 }
 
 // RunSettings reads a run's settings; ErrNotFound when there is no such run.
@@ -278,4 +312,69 @@ func (q *Queue) PendingJobs(ctx context.Context, run string) (uint64, error) {
 		return 0, fmt.Errorf("count jobs of run %s: %w", run, err)
 	}
 	return info.State.Subjects[subj], nil
+}
+
+// QueueStats are the stream's and the runs' consumers' counts, as NATS reports them.
+type QueueStats struct {
+	// Jobs is every job in the stream: queued, running or waiting for a retry.
+	Jobs uint64
+	// JobsByRun is Jobs by run, for the runs that have any.
+	JobsByRun map[string]uint64
+	// Undelivered jobs have not been given to any worker yet.
+	Undelivered uint64
+	// InFlight jobs were delivered and are not yet acknowledged.
+	InFlight int
+	// Redelivered jobs were delivered more than once and are not yet acknowledged.
+	Redelivered int
+}
+
+// Stats reads the queue's counts, summed over the consumers of the runs that have jobs
+// (a run whose consumer is not made yet counts its jobs as undelivered); it changes
+// nothing.
+func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
+	if err != nil {
+		return QueueStats{}, fmt.Errorf("read stream %s: %w", StreamName, err)
+	}
+	st := QueueStats{Jobs: info.State.Msgs, JobsByRun: map[string]uint64{}}
+	for subj, n := range info.State.Subjects {
+		if run, ok := strings.CutPrefix(subj, SubjectPrefix+"."); ok && n > 0 {
+			st.JobsByRun[run] = n
+		}
+	}
+	for run, n := range st.JobsByRun {
+		c, err := q.stream.Consumer(ctx, RunConsumerName(run))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			st.Undelivered += n
+			continue
+		}
+		if err != nil {
+			return QueueStats{}, fmt.Errorf("read the consumer of run %s: %w", run, err)
+		}
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return QueueStats{}, fmt.Errorf("read the consumer of run %s: %w", run, err)
+		}
+		st.Undelivered += ci.NumPending
+		st.InFlight += ci.NumAckPending
+		st.Redelivered += ci.NumRedelivered
+	}
+	return st, nil
+}
+
+// runsWithJobs names the runs that have jobs in the stream (queued, out with a worker or
+// waiting for a retry), sorted.
+func (q *Queue) runsWithJobs(ctx context.Context) ([]string, error) {
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("list runs with jobs: %w", err)
+	}
+	runs := make([]string, 0, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		if run, ok := strings.CutPrefix(subj, SubjectPrefix+"."); ok && n > 0 {
+			runs = append(runs, run)
+		}
+	}
+	sort.Strings(runs)
+	return runs, nil
 }

@@ -174,6 +174,40 @@ func (s LocalStore) Create(ctx context.Context, u URL) (ObjectWriter, error) {
 	return &localWriter{u: u, f: f}, nil
 }
 
+// CreateExclusive creates the file with O_EXCL, so the file system decides which of two
+// creators wins, and syncs it and its folder before it returns.
+func (s LocalStore) CreateExclusive(ctx context.Context, u URL, data []byte) error {
+	if err := s.check(u); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
+		return localErr("create", u, err)
+	}
+	f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create %s: %w", u, ErrExists)
+	}
+	if err != nil {
+		return localErr("create", u, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(u.Path) // half a marker would claim the name for nobody
+		return localErr("create", u, err)
+	}
+	if d, err := os.Open(filepath.Dir(u.Path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
 type localWriter struct {
 	u    URL
 	f    *os.File

@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,16 +91,7 @@ func (s *S3Store) checkObject(u URL) error {
 // s3Err turns an S3 failure into one of the package's errors, naming the URL. S3 answers
 // HEAD requests without a body, so for those only the status code tells what went wrong.
 func (s *S3Store) s3Err(ctx context.Context, op string, u URL, err error) error {
-	code := ""
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		code = apiErr.ErrorCode()
-	}
-	status := 0
-	var respErr *awshttp.ResponseError
-	if errors.As(err, &respErr) {
-		status = respErr.HTTPStatusCode()
-	}
+	status, code := s3Status(err)
 	switch {
 	case code == "NoSuchBucket":
 		return fmt.Errorf("%s %s: %w (bucket %q)", op, u, ErrBucketNotFound, u.Bucket)
@@ -116,6 +108,66 @@ func (s *S3Store) s3Err(ctx context.Context, op string, u URL, err error) error 
 		return fmt.Errorf("%s %s: %w (%s)", op, u, ErrAccessDenied, code)
 	}
 	return fmt.Errorf("%s %s: %w", op, u, err)
+}
+
+// s3Status is the HTTP status and S3 error code of a failed request (0 and "" when the
+// request got no answer).
+func s3Status(err error) (status int, code string) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code = apiErr.ErrorCode()
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		status = respErr.HTTPStatusCode()
+	}
+	return status, code
+}
+
+// CreateExclusive sends a conditional PutObject (If-None-Match: *), which S3 refuses with
+// 412 when the key exists, so the store itself decides which of two writers wins. A store
+// that answers 501 Not Implemented to the condition gets a HEAD and a plain PUT instead:
+// two writers within one round trip of each other can then both succeed. A store that
+// ignores the header cannot be told apart here; callers that need to know read the
+// object back.
+func (s *S3Store) CreateExclusive(ctx context.Context, u URL, data []byte) error {
+	if err := s.checkObject(u); err != nil {
+		return err
+	}
+	put := func(conditional bool) error {
+		in := &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Path), Body: bytes.NewReader(data),
+			ContentLength: aws.Int64(int64(len(data)))}
+		if conditional {
+			in.IfNoneMatch = aws.String("*")
+		}
+		_, err := s.client.PutObject(ctx, in)
+		return err
+	}
+	for range 3 {
+		err := put(true)
+		status, code := s3Status(err)
+		switch {
+		case err == nil:
+			return nil
+		case status == 412 || code == "PreconditionFailed":
+			return fmt.Errorf("create %s: %w", u, ErrExists)
+		case status == 409 || code == "ConditionalRequestConflict":
+			continue // another conditional write to the key was in flight; S3 asks to try again
+		case status == 501 || code == "NotImplemented":
+			if _, err := s.Stat(ctx, u); err == nil {
+				return fmt.Errorf("create %s: %w", u, ErrExists)
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if err := put(false); err != nil {
+				return s.s3Err(ctx, "create", u, err)
+			}
+			return nil
+		default:
+			return s.s3Err(ctx, "create", u, err)
+		}
+	}
+	return fmt.Errorf("create %s: conditional writes to the key keep conflicting: %w", u, ErrExists)
 }
 
 // bucketMissing tells a missing bucket from a missing key after a bodiless 404.
@@ -359,5 +411,8 @@ func (r *s3ReaderAt) ReadAt(p []byte, off int64) (int, error) {
 			break
 		}
 	}
-	return 0, fmt.Errorf("read %s bytes %d-%d: %w", r.u, off, off+want-1, lastErr)
+	if r.ctx.Err() != nil {
+		return 0, fmt.Errorf("read %s bytes %d-%d: %w", r.u, off, off+want-1, lastErr)
+	}
+	return 0, fmt.Errorf("read %s bytes %d-%d: %w: %w", r.u, off, off+want-1, ErrInterrupted, lastErr)
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
 // Store reads and writes objects named by URLs: local disk or S3.
@@ -20,6 +23,10 @@ type Store interface {
 	// Create starts writing an object. Nothing is visible at u until Close returns nil;
 	// Abort (or a failed Close) leaves whatever was at u before untouched.
 	Create(ctx context.Context, u URL) (ObjectWriter, error)
+	// CreateExclusive writes a small object only if nothing is at u, and returns
+	// ErrExists otherwise: of two callers racing for one name, one wins. It is what
+	// claims an output prefix for one run.
+	CreateExclusive(ctx context.Context, u URL, data []byte) error
 	// Stat describes one object.
 	Stat(ctx context.Context, u URL) (ObjectInfo, error)
 	// List returns every object whose name starts with prefix, in any folder below it,
@@ -68,8 +75,32 @@ var (
 	ErrNotFound       = errors.New("object not found")
 	ErrBucketNotFound = errors.New("bucket not found")
 	ErrAccessDenied   = errors.New("access denied")
+	ErrExists         = errors.New("object already exists")
 	errWriterDone     = errors.New("writer already closed or aborted")
 )
+
+// Transient reports whether err says the store could not serve a request for now: it was
+// not reached (connection refused or reset, a timeout), it answered with a 5xx or a
+// throttle after the SDK's own retries, or a read was cut mid-stream (ErrInterrupted).
+// The same request may succeed later. A missing object, denied access, or bytes that are
+// no shard are not transient: asking again gives the same answer.
+func Transient(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrBucketNotFound), errors.Is(err, ErrAccessDenied),
+		errors.Is(err, ErrExists):
+		return false
+	case errors.Is(err, ErrInterrupted):
+		return true
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() != 0 { // 0: no answer came
+		code := respErr.HTTPStatusCode()
+		return code >= 500 || code == 429 || code == 408
+	}
+	var netErr net.Error // net.OpError, url.Error and context.DeadlineExceeded are
+	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT)
+}
 
 // StoreConfig configures the stores OpenStore routes to. The zero value reads local files
 // and AWS S3 with the standard credential chain (environment, shared config and
@@ -173,6 +204,14 @@ func (r *schemeRouter) Create(ctx context.Context, u URL) (ObjectWriter, error) 
 		return nil, err
 	}
 	return s.Create(ctx, u)
+}
+
+func (r *schemeRouter) CreateExclusive(ctx context.Context, u URL, data []byte) error {
+	s, err := r.pick(ctx, u)
+	if err != nil {
+		return err
+	}
+	return s.CreateExclusive(ctx, u, data)
 }
 
 func (r *schemeRouter) Stat(ctx context.Context, u URL) (ObjectInfo, error) {

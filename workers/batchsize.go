@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/capfilt/capfilt/shards"
 )
 
 // BatchSizer holds a worker's model batch size. A batch that runs out of device memory
@@ -156,7 +158,8 @@ func probeBatch(n, size int) Batch {
 	long := strings.TrimSpace(strings.Repeat("a picture of the probe ", 8))
 	for i := range n {
 		b.Keys = append(b.Keys, fmt.Sprintf("capfilt-batch-probe-%d", i))
-		b.WebCaptions = append(b.WebCaptions, long)
+		b.Captions = append(b.Captions, []string{long})
+		b.Sources = append(b.Sources, shards.SourceWeb)
 	}
 	return b
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/capfilt/capfilt/modelstage"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/workers"
 )
@@ -121,7 +122,7 @@ func TestSizeAfterOutOfMemoryIsTheLargestSeenToFit(t *testing.T) {
 	batch := func(n int) workers.Batch {
 		b := workers.Batch{Pixels: make([]float32, n*3*4*4), Size: 4}
 		for i := range n {
-			b.Keys, b.WebCaptions = append(b.Keys, fmt.Sprint(i)), append(b.WebCaptions, "x")
+			b.Keys, b.Captions, b.Sources = append(b.Keys, fmt.Sprint(i)), append(b.Captions, []string{"x"}), append(b.Sources, shards.SourceWeb)
 		}
 		return b
 	}
@@ -137,7 +138,8 @@ func TestSizeAfterOutOfMemoryIsTheLargestSeenToFit(t *testing.T) {
 
 func TestSingleImageThatDoesNotFitFailsTheBatch(t *testing.T) {
 	dev := &smallDevice{PassThrough: modelstage.PassThrough{Side: 8}, fits: 0}
-	b := workers.Batch{Pixels: make([]float32, 3*3*8*8), Keys: []string{"a", "b", "c"}, WebCaptions: []string{"x", "y", "z"}, Size: 8}
+	b := workers.Batch{Pixels: make([]float32, 3*3*8*8), Keys: []string{"a", "b", "c"},
+		Captions: [][]string{{"x"}, {"y"}, {"z"}}, Sources: []string{shards.SourceWeb, shards.SourceWeb, shards.SourceWeb}, Size: 8}
 	sizer := workers.NewBatchSizer(3)
 	_, err := workers.LabelSplitting(context.Background(), dev, b, sizer)
 	if err == nil || !errors.Is(err, workers.ErrOutOfMemory) {

@@ -22,9 +22,9 @@ type Preparer interface {
 }
 
 // Labeler is the model stage: it prepares images, writes synthetic captions for a batch
-// of them and scores every caption of each image, the web one and the synthetic ones. It
-// is all the worker needs of the captioner and the filter, so that the worker links no
-// model code, the BLIP implementation (package modelstage) can run the vision
+// of them and scores every caption of each image, its input captions and the synthetic
+// ones. It is all the worker needs of the captioner and the filter, so that the worker
+// links no model code, the BLIP implementation (package modelstage) can run the vision
 // transformer once for both, and a pass-through can stand in to measure everything
 // around the model.
 type Labeler interface {
@@ -49,12 +49,17 @@ type LabelerSource interface {
 }
 
 // Batch is the model's input: prepared images (CHW float32, one after the other) with
-// their keys and web captions.
+// their keys and input captions.
 type Batch struct {
-	Pixels      []float32
-	Keys        []string
-	WebCaptions []string
-	Size        int // the images' side
+	Pixels []float32
+	Keys   []string
+	// Captions are each image's input captions (one from a .txt member or a string
+	// column, every usable entry of a list<string> column), each to be scored on its own.
+	Captions [][]string
+	// Sources say what each image's input captions are: shards.SourceWeb, or
+	// shards.SourceHuman for a run whose captions were written by annotators.
+	Sources []string
+	Size    int // the images' side
 }
 
 // Len is the number of images.
@@ -63,10 +68,11 @@ func (b Batch) Len() int { return len(b.Keys) }
 // Slice is images [i, j) of b, sharing its memory.
 func (b Batch) Slice(i, j int) Batch {
 	plane := 3 * b.Size * b.Size
-	return Batch{Pixels: b.Pixels[i*plane : j*plane], Keys: b.Keys[i:j], WebCaptions: b.WebCaptions[i:j], Size: b.Size}
+	return Batch{Pixels: b.Pixels[i*plane : j*plane], Keys: b.Keys[i:j], Captions: b.Captions[i:j], Sources: b.Sources[i:j], Size: b.Size}
 }
 
-// Labels are one image's scored captions: its web caption first, then the synthetic ones.
+// Labels are one image's scored captions: its input captions first, in input order and
+// with their source, then the synthetic ones.
 type Labels struct {
 	Captions []shards.Caption
 }

@@ -32,6 +32,9 @@ type ShardTask struct {
 	Metrics  *Metrics
 	WorkerID string
 	Version  string
+	// Build is the binary's build (VCS revision) the outputs record; empty: the one Go
+	// stamped into the binary, else "unknown".
+	Build string
 }
 
 // item is one sample on its way through the stages.
@@ -58,6 +61,21 @@ type stageTimes struct{ read, decode, model, write atomic.Int64 }
 
 func (t *stageTimes) add(d *atomic.Int64, since time.Time) { d.Add(int64(time.Since(since))) }
 
+// shardWriter writes the cleaned rows of one shard in the run's output format
+// (shards.CleanedWriter for Parquet, shards.WDSWriter for WebDataset). Close finishes the
+// file without publishing it.
+type shardWriter interface {
+	Write(row shards.CleanedRow) error
+	Close() error
+}
+
+func newShardWriter(w io.Writer, f shards.OutputFormat, meta shards.CleanedMeta, opts shards.CleanedOptions) (shardWriter, error) {
+	if f == shards.OutputWDS {
+		return shards.NewWDSWriter(w, meta, opts)
+	}
+	return shards.NewCleanedWriter(w, meta, opts)
+}
+
 // ProcessShard runs the stages over one shard and publishes its outputs:
 //
 //	reader ─▶ decode pool ─▶ batcher ─▶ model (caption + filter) ─▶ writer
@@ -65,12 +83,13 @@ func (t *stageTimes) add(d *atomic.Int64, since time.Time) { d.Add(int64(time.Si
 // Each arrow is a bounded channel, so the model never waits on the reader or the decoder
 // while memory stays flat. Items keep input order (a decoded image waits for the ones
 // before it), so a retried shard writes the same rows in the same order. The cleaned
-// Parquet is written through Store.Create and published only when whole; on any failure
-// it is aborted, so no partial object is ever visible.
+// shard (Parquet or WebDataset, by the run's output format) is written through
+// Store.Create and published only when whole; on any failure it is aborted, so no
+// partial object is ever visible.
 func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error) {
 	start := time.Now()
 	in, out := t.Job.Shard.URL, t.Job.Output
-	res := pipeline.ShardResult{Output: shards.CleanedURL(out, in), Stats: shards.StatsURL(out, in)}
+	res := pipeline.ShardResult{Output: shards.OutputURL(out, in, t.Settings.Format()), Stats: shards.StatsURL(out, in)}
 	// An earlier attempt killed mid-shard could not abort its writers; what it left
 	// unpublished goes now (only dead writers exist: the job is ours).
 	for _, u := range []shards.URL{res.Output, res.Stats} {
@@ -84,12 +103,13 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 		return res, err
 	}
 	defer ow.Abort()
-	cw, err := shards.NewCleanedWriter(ow, cleanedMeta(t), shards.CleanedOptions{
+	cw, err := newShardWriter(ow, t.Settings.Format(), cleanedMeta(t), shards.CleanedOptions{
 		OmitImages: t.Settings.OmitImages, WithRejected: t.Settings.WithRejected})
 	if err != nil {
 		return res, fmt.Errorf("shard %s: %w", in, err)
 	}
 	stats := shards.NewShardStats(in.String(), t.Job.Run)
+	run := t.Metrics.forRun(t.Job.Run) // at zero from now on, if no scrape saw the run queued
 	var times stageTimes
 	splitsBefore := t.Sizer.Splits()
 
@@ -105,15 +125,21 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	buffers := make(pixelBuffers, 3) // a batch being formed, one queued, one in the model
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return readShard(gctx, t.Store, in, t.Settings.Columns, ordered, toDecode, &times) })
+	opts := shards.ShardOptions{Columns: t.Settings.Columns, HumanCaptions: t.Settings.HumanCaptions}
+	var damage *shards.DamageError
+	g.Go(func() error { return readShard(gctx, t.Store, in, opts, ordered, toDecode, &times, &damage) })
 	for range decoders {
 		g.Go(func() error { decodeImages(gctx, t.Labeler, t.Settings.MaxPixels, toDecode, &times); return nil })
 	}
 	g.Go(func() error { return formBatches(gctx, t, ordered, batches, buffers) })
 	g.Go(func() error { return labelBatches(gctx, t, batches, labeled, buffers, &times) })
-	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &times) })
+	var scores scoreLog
+	g.Go(func() error { return writeRows(gctx, t, labeled, cw, stats, &scores, &times) })
 	if err := g.Wait(); err != nil {
 		return res, err
+	}
+	if damage != nil {
+		stats.RecordDamage(damage)
 	}
 
 	began := time.Now()
@@ -133,6 +159,7 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	if err := shards.WriteStats(ctx, t.Store, res.Stats, stats); err != nil {
 		return res, err
 	}
+	run.shardPublished(stats, &scores)
 	res.Counts = pipeline.Counts{Read: stats.SamplesRead, Accepted: stats.ImagesKept, Rejected: stats.ImagesRejected,
 		Skipped: stats.SamplesSkipped}
 	res.BatchSize = t.Sizer.Size()
@@ -142,12 +169,15 @@ func ProcessShard(ctx context.Context, t ShardTask) (pipeline.ShardResult, error
 	return res, nil
 }
 
-func readShard(ctx context.Context, store shards.Store, in shards.URL, cols shards.ParquetColumns, ordered, toDecode chan<- *item, times *stageTimes) error {
+// readShard streams the shard's samples to the stages. A shard damaged part-way ends
+// like a whole one, after its last good sample, with *damage saying where and why.
+func readShard(ctx context.Context, store shards.Store, in shards.URL, opts shards.ShardOptions, ordered, toDecode chan<- *item, times *stageTimes,
+	damage **shards.DamageError) error {
 	defer close(ordered)
 	defer close(toDecode)
-	r, err := shards.OpenShard(ctx, store, in, shards.ShardOptions{Columns: cols})
+	r, err := shards.OpenShard(ctx, store, in, opts)
 	if err != nil {
-		return err // shards names the shard in its errors
+		return &inputError{err} // shards names the shard in its errors
 	}
 	defer r.Close()
 	for {
@@ -157,8 +187,11 @@ func readShard(ctx context.Context, store shards.Store, in shards.URL, cols shar
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if errors.As(err, damage) {
+			return nil
+		}
 		if err != nil {
-			return err
+			return &inputError{err}
 		}
 		it := &item{s: s, ready: make(chan struct{})}
 		if s.SkipReason != "" {
@@ -221,6 +254,14 @@ func (p pixelBuffers) put(b []float32) {
 	}
 }
 
+// inputCaptions are a usable sample's captions, to be scored one by one.
+func inputCaptions(s shards.Sample) []string {
+	if len(s.Captions) == 0 {
+		return []string{s.Caption}
+	}
+	return s.Captions
+}
+
 // formBatches groups items in input order into batches of Sizer.Size() usable images,
 // read afresh for each batch so that a size cut after an out-of-memory holds at once.
 func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches chan<- *modelBatch, buffers pixelBuffers) error {
@@ -237,7 +278,8 @@ func formBatches(ctx context.Context, t ShardTask, ordered <-chan *item, batches
 			if it.usable() {
 				cur.input.Pixels = append(cur.input.Pixels, it.pixels...)
 				cur.input.Keys = append(cur.input.Keys, it.s.Key)
-				cur.input.WebCaptions = append(cur.input.WebCaptions, it.s.Caption)
+				cur.input.Captions = append(cur.input.Captions, inputCaptions(it.s))
+				cur.input.Sources = append(cur.input.Sources, it.s.CaptionSource)
 				it.pixels = nil
 			}
 		}
@@ -301,7 +343,7 @@ func labelBatches(ctx context.Context, t ShardTask, batches <-chan *modelBatch, 
 }
 
 // writeRows accounts for every item in order and writes the images that keep a caption.
-func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw *shards.CleanedWriter, stats *shards.ShardStats, times *stageTimes) error {
+func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw shardWriter, stats *shards.ShardStats, scores *scoreLog, times *stageTimes) error {
 	var read int64
 	for b := range labeled {
 		began := time.Now()
@@ -327,7 +369,7 @@ func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw 
 			}
 			lab := b.labels[next]
 			next++
-			row, err := judge(t, it, lab, stats)
+			row, err := judge(t, it, lab, stats, scores)
 			if err != nil {
 				return err
 			}
@@ -356,9 +398,9 @@ func writeRows(ctx context.Context, t ShardTask, labeled <-chan *modelBatch, cw 
 }
 
 // judge applies the accept rule to an image's captions; the row is nil when none is kept.
-func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats) (*shards.CleanedRow, error) {
+func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats, scores *scoreLog) (*shards.CleanedRow, error) {
 	row := &shards.CleanedRow{Key: it.s.Key, SourceShard: t.Job.Shard.URL.String(), URL: it.s.URL, Width: it.width, Height: it.height,
-		Captioner: t.Settings.Captioner.Path, Filter: t.Settings.Filter.Path}
+		Captioner: t.Settings.Captioner.Path, Filter: t.Settings.Filter.Path, Meta: it.s.MetaJSON, Kept: it.s.Kept}
 	if !t.Settings.OmitImages {
 		row.Image = it.s.Image
 	}
@@ -373,6 +415,7 @@ func judge(t ShardTask, it *item, lab Labels, stats *shards.ShardStats) (*shards
 		if err := stats.CountCaption(c, keep); err != nil {
 			return nil, err
 		}
+		scores.add(c)
 		if keep {
 			row.Captions = append(row.Captions, c)
 		} else if t.Settings.WithRejected {
@@ -395,10 +438,11 @@ func cleanedMeta(t ShardTask) shards.CleanedMeta {
 		}
 	}
 	gen, _ := json.Marshal(t.Settings.Generation)
-	return shards.CleanedMeta{Version: t.Version, RunID: t.Job.Run, Captioner: t.Settings.Captioner.Path,
+	return shards.CleanedMeta{Version: t.Version, Build: t.Build, RunID: t.Job.Run, Captioner: t.Settings.Captioner.Path,
 		Filter: t.Settings.Filter.Path, Thresholds: th,
 		Extra: map[string]string{"rule": rule.String(), "generation": string(gen),
-			"seed": fmt.Sprint(t.Settings.Generation.Seed), "shard": t.Job.Shard.URL.String()}}
+			"seed": fmt.Sprint(t.Settings.Generation.Seed), "shard": t.Job.Shard.URL.String(),
+			"itm_first_token": string(t.Settings.ITMFirstToken.OrDefault()), "human_captions": fmt.Sprint(t.Settings.HumanCaptions)}}
 }
 
 // QueueDepth is how many samples wait between the reader and the batcher: two batches
@@ -416,7 +460,10 @@ func ReadAndPrepare(ctx context.Context, store shards.Store, in shards.URL, prep
 	var times stageTimes
 	var n int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return readShard(gctx, store, in, shards.ParquetColumns{}, ordered, toDecode, &times) })
+	var damage *shards.DamageError
+	g.Go(func() error {
+		return readShard(gctx, store, in, shards.ShardOptions{}, ordered, toDecode, &times, &damage)
+	})
 	for range decoders {
 		g.Go(func() error { decodeImages(gctx, prep, 0, toDecode, &times); return nil })
 	}

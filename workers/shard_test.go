@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"image/color"
 	"image/jpeg"
 	"image/png"
@@ -123,26 +124,37 @@ func TestShardKeepsInputOrderAndAccountsForEveryBadSample(t *testing.T) {
 
 func TestFailedShardPublishesNothing(t *testing.T) {
 	dir := t.TempDir()
-	in := filepath.Join(dir, "truncated.tar")
+	in := filepath.Join(dir, "failing.tar")
 	good := encodedScene(t, false, "red")
 	writeTar(t, in, []member{{"a.jpg", good}, {"a.txt", []byte("a red circle")}, {"b.jpg", good}, {"b.txt", []byte("again")}})
-	data, _ := os.ReadFile(in)
-	os.WriteFile(in, data[:len(data)/2+100], 0o644) // ends inside a member header's data
 	out := filepath.Join(dir, "out")
 	store := shards.OpenStore(shards.StoreConfig{})
 	_, err := workers.ProcessShard(context.Background(), workers.ShardTask{
 		Job:      pipeline.Job{Run: "r", Shard: pipeline.ShardRef{ID: "00000", URL: mustURL(t, in)}, Output: mustURL(t, out)},
-		Settings: pipeline.RunSettings{Run: "r", Rule: spec.DefaultRule()}, Labeler: modelstage.PassThrough{Side: 8},
+		Settings: pipeline.RunSettings{Run: "r", Rule: spec.DefaultRule()}, Labeler: &failingLabeler{PassThrough: modelstage.PassThrough{Side: 8}, after: 1},
 		Store: store, Sizer: workers.NewBatchSizer(1),
 	})
 	entries, _ := os.ReadDir(out)
 	if err == nil {
-		// A cut that lands between samples is a valid shard; make sure the test cut inside one.
-		t.Fatalf("a truncated shard processed without error; outputs %v", entries)
+		t.Fatalf("a shard whose model stage failed processed without error; outputs %v", entries)
 	}
 	if len(entries) != 0 {
 		t.Fatalf("a failed shard left %v", entries)
 	}
+}
+
+// failingLabeler fails every batch after the first `after`.
+type failingLabeler struct {
+	modelstage.PassThrough
+	after int
+	n     int
+}
+
+func (l *failingLabeler) Label(ctx context.Context, b workers.Batch) ([]workers.Labels, error) {
+	if l.n++; l.n > l.after {
+		return nil, errors.New("the model stage failed")
+	}
+	return l.PassThrough.Label(ctx, b)
 }
 
 func mustURL(t *testing.T, s string) shards.URL {

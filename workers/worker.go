@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/capfilt/capfilt/pipeline"
-	"github.com/capfilt/capfilt/pipeline/spec"
 	"github.com/capfilt/capfilt/shards"
 )
 
@@ -47,6 +46,8 @@ type Config struct {
 	Metrics  *Metrics
 	Log      *slog.Logger
 	Version  string
+	// Build is the binary's build the outputs record (empty: the one Go stamped in it).
+	Build string
 }
 
 // DefaultDrainTimeout leaves a shard time to finish within Kubernetes' default grace.
@@ -55,7 +56,6 @@ const DefaultDrainTimeout = 25 * time.Second
 // Worker pulls jobs and processes one shard at a time.
 type Worker struct {
 	q     *pipeline.Queue
-	qc    pipeline.QueueConfig // as of the current job; only the Run goroutine touches it
 	cfg   Config
 	log   *slog.Logger
 	sizer *BatchSizer
@@ -63,6 +63,7 @@ type Worker struct {
 	mu       sync.Mutex
 	runs     map[string]pipeline.RunSettings
 	labelers map[Labeler]bool // labelers whose batch size has been settled
+	stopping atomic.Bool      // Run's context has ended
 }
 
 // New makes a worker on an opened queue.
@@ -96,7 +97,8 @@ func New(q *pipeline.Queue, cfg Config) (*Worker, error) {
 	if size <= 0 {
 		size = 8
 	}
-	return &Worker{q: q, qc: q.Config(), cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
+	cfg.Metrics.AddWorker(cfg.ID, q)
+	return &Worker{q: q, cfg: cfg, log: cfg.Log.With("worker", cfg.ID), sizer: NewBatchSizer(size),
 		runs: map[string]pipeline.RunSettings{}, labelers: map[Labeler]bool{}}, nil
 }
 
@@ -110,9 +112,11 @@ func (w *Worker) BatchSize() int { return w.sizer.Size() }
 // shard finish within DrainTimeout or hands its job back (a nak, so another worker takes
 // it at once), and returns nil: stopping is not a failure.
 func (w *Worker) Run(ctx context.Context) error {
-	w.log.Info("worker started", "ack_wait", w.qc.AckWait)
+	w.log.Info("worker started")
+	stop := context.AfterFunc(ctx, func() { w.stopping.Store(true) })
+	defer stop()
 	for ctx.Err() == nil {
-		msg, err := w.next(ctx)
+		msg, err := w.q.Fetch(ctx, w.cfg.FetchWait)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Debug("no job fetched", "err", err)
@@ -129,83 +133,91 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// next pulls one job, or nil when none came within FetchWait.
-func (w *Worker) next(ctx context.Context) (*pipeline.Delivery, error) {
-	return w.q.Fetch(ctx, w.cfg.FetchWait)
-}
+// unavailableWait is how long a job is handed back for, and the worker waits, when NATS
+// did not answer for the job's settings or state: no attempt has begun, none is used.
+const unavailableWait = time.Second
 
 // handle runs one delivery of a job and settles it: ack when done, nak with backoff when
 // it failed with attempts left, terminate when it is dead, nak at once when stopping.
 func (w *Worker) handle(ctx context.Context, msg *pipeline.Delivery) {
-	attempt := msg.Attempt()
+	settle := context.WithoutCancel(ctx)
 	job, err := pipeline.DecodeJob(msg.Data())
 	if err != nil {
 		w.log.Error("malformed job terminated", "subject", msg.Subject(), "err", err)
-		msg.Term(err.Error())
+		w.term(settle, msg, err.Error(), w.log)
 		return
 	}
-	log := w.log.With("run", job.Run, "shard", job.Shard.ID, "attempt", attempt)
-	if qc, err := w.q.ReadConfig(ctx); err == nil {
-		w.qc = qc
-	} else {
-		log.Debug("queue settings not refreshed", "err", err)
-	}
-	if attempt == 1 && job.Retry == 0 {
+	log := w.log.With("run", job.Run, "shard", job.Shard.ID, "delivery", msg.Attempt())
+	if msg.Attempt() == 1 && job.Retry == 0 {
 		w.cfg.Metrics.observeQueueWait(w.cfg.ID, time.Since(msg.Published()))
 	}
 	rs, err := w.runSettings(ctx, job.Run)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrNotFound) {
 			log.Error("job of an unknown run terminated")
-			msg.Term("no settings for run " + job.Run)
+			w.term(settle, msg, "no settings for run "+job.Run, log)
 			return
 		}
 		log.Warn("run settings unavailable; job handed back", "err", err)
-		msg.NakAfter(spec.DefaultQueue().BackoffAfter(1))
+		msg.NakAfter(unavailableWait)
+		sleep(ctx, unavailableWait)
 		return
 	}
 	rq := rs.Queue
 	cur, _, err := w.q.ShardState(ctx, job.Run, job.Shard.ID)
 	if err != nil && !errors.Is(err, pipeline.ErrNotFound) {
 		log.Warn("shard state unavailable; job handed back", "err", err)
-		msg.NakAfter(rq.BackoffAfter(1))
+		msg.NakAfter(unavailableWait)
+		sleep(ctx, unavailableWait)
 		return
 	}
 	if err != nil {
-		cur = pipeline.ShardState{Run: job.Run, Shard: job.Shard, SubmittedAt: msg.Published()}
+		cur = pipeline.ShardState{Run: job.Run, Shard: job.Shard, State: pipeline.Pending, SubmittedAt: msg.Published()}
+	}
+	if cur.Retry < job.Retry { // the retry's pending state was not stored
+		cur.Retry, cur.State, cur.Attempts, cur.Outages, cur.Worker = job.Retry, pipeline.Pending, 0, 0, ""
 	}
 	switch {
 	case cur.Retry > job.Retry:
 		log.Info("job superseded by a retry; dropped", "retry", cur.Retry)
-		msg.Term(fmt.Sprintf("superseded by retry %d", cur.Retry))
+		w.term(settle, msg, fmt.Sprintf("superseded by retry %d", cur.Retry), log)
 		return
-	case cur.State == pipeline.Done && cur.Retry == job.Retry:
+	case cur.State == pipeline.Done:
 		log.Info("shard already done (its ack was lost); acking again")
-		w.ack(ctx, msg, log)
+		w.ack(settle, msg, rq.AckWait, log)
 		return
-	case attempt > rq.MaxDeliver:
-		// The worker of the last attempt died without a word (see EnsureQueue).
-		cur.State, cur.Retry, cur.Attempts = pipeline.Dead, job.Retry, attempt-1
+	case cur.State == pipeline.Dead:
+		log.Info("shard already dead (its terminate was lost); terminating again")
+		w.term(settle, msg, cur.LastError, log)
+		w.maybeFinish(settle, job.Run, log)
+		return
+	case cur.State == pipeline.Running && cur.Attempts >= rq.MaxDeliver:
+		// The worker of the last attempt died without a word: nobody else will settle it.
+		cur.State = pipeline.Dead
 		cur.LastError = fmt.Sprintf("attempt %d: worker %s was lost (no heartbeat within %v); earlier: %s",
-			attempt-1, orUnknown(cur.Worker), w.qc.AckWait, orUnknown(cur.LastError))
+			cur.Attempts, orUnknown(cur.Worker), rq.AckWait, orUnknown(cur.LastError))
 		cur.FinishedAt = time.Now().UTC()
-		w.putState(ctx, cur, log)
-		msg.Term(cur.LastError)
+		w.putState(settle, cur, rq.AckWait, log)
+		w.term(settle, msg, cur.LastError, log)
 		log.Warn("shard dead", "err", cur.LastError)
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "dead", 0, 0)
-		w.maybeFinish(ctx, job.Run, 1, log)
+		w.maybeFinish(settle, job.Run, log)
 		return
+	case cur.State == pipeline.Running:
+		cur.LastError = fmt.Sprintf("attempt %d: worker %s was lost (no heartbeat within %v)", cur.Attempts, orUnknown(cur.Worker), rq.AckWait)
 	}
-	w.process(ctx, msg, job, rs, cur, attempt, log)
+	w.process(ctx, msg, job, rs, cur, cur.Attempts+1, log)
 }
 
 func (w *Worker) process(ctx context.Context, msg *pipeline.Delivery, job pipeline.Job, rs pipeline.RunSettings,
 	cur pipeline.ShardState, attempt int, log *slog.Logger) {
+	rq := rs.Queue
+	log = log.With("attempt", attempt)
 	st := cur
 	st.Shard, st.Retry, st.State, st.Attempts, st.Worker = job.Shard, job.Retry, pipeline.Running, attempt, w.cfg.ID
-	st.StartedAt, st.FinishedAt, st.Progress, st.Counts = time.Now().UTC(), time.Time{}, 0, pipeline.Counts{}
+	st.StartedAt, st.FinishedAt, st.Progress, st.Counts, st.Damage = time.Now().UTC(), time.Time{}, 0, pipeline.Counts{}, nil
 	st.BatchSize = w.sizer.Size()
-	w.putState(ctx, st, log)
+	w.putState(ctx, st, rq.AckWait, log)
 	log.Info("shard started", "input", job.Shard.URL)
 
 	// The shard runs on its own context: stopping the worker gives it DrainTimeout first.
@@ -227,12 +239,27 @@ func (w *Worker) process(ctx context.Context, msg *pipeline.Delivery, job pipeli
 			cancelJob()
 		}
 	}()
-	var progress atomic.Int64
-	stopBeat := w.heartbeat(msg, st, &progress, log)
+	beat := w.heartbeat(msg, st, rq.AckWait, log)
 
-	res, err := w.runShard(jobCtx, job, rs, func(n int64) { progress.Store(n) })
+	var res pipeline.ShardResult
+	var err error
+	for {
+		res, err = w.runShard(jobCtx, job, rs, beat.progress)
+		if err == nil || jobCtx.Err() != nil || classify(err) != failureOutage {
+			break
+		}
+		// A store outage is nobody's fault: the shard runs again once the store answers,
+		// in this delivery, without using up an attempt.
+		log.Warn("shard interrupted by the store", "err", err)
+		if !w.waitForStore(jobCtx, job, rs, log) {
+			break // the store answered at once (no outage; the attempt counts) or we stop
+		}
+		st.Outages++
+		st.LastError = fmt.Sprintf("attempt %d: store unavailable, run again once it answered: %v", attempt, err)
+		beat.set(st)
+	}
 	close(finished)
-	stopBeat()
+	beat.stop()
 
 	// Settling must outlive a stop signal: it is what makes the stop lose nothing.
 	settle := context.WithoutCancel(ctx)
@@ -243,30 +270,42 @@ func (w *Worker) process(ctx context.Context, msg *pipeline.Delivery, job pipeli
 	case err == nil:
 		st.State, st.Counts, st.LastError = pipeline.Done, res.Counts, ""
 		st.Output, st.Stats, st.OOMSplits = res.Output.String(), res.Stats.String(), cur.OOMSplits+res.OOMSplits
-		w.putState(settle, st, log)
-		w.ack(settle, msg, log)
+		if res.Detail != nil {
+			st.Damage = res.Detail.Damage
+		}
+		w.putState(settle, st, rq.AckWait, log)
+		w.ack(settle, msg, rq.AckWait, log)
+		if st.Damage != nil {
+			log.Warn("shard done with damage: the samples before it were processed", "reason", st.Damage.Reason,
+				"truncated_at", st.Damage.TruncatedAt, "member", st.Damage.Member, "after_member", st.Damage.After)
+		}
 		log.Info("shard done", "read", res.Counts.Read, "accepted", res.Counts.Accepted, "rejected", res.Counts.Rejected,
 			"skipped", res.Counts.Skipped, "seconds", res.Duration.Seconds(), "batch_size", res.BatchSize)
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "done", res.Counts.Read, res.Duration)
-		w.maybeFinish(settle, job.Run, 0, log)
+		w.maybeFinish(settle, job.Run, log)
 	case handedBack.Load() || (ctx.Err() != nil && errors.Is(err, context.Canceled)):
-		st.State, st.Worker, st.StartedAt, st.FinishedAt = pipeline.Pending, "", time.Time{}, time.Time{}
-		w.putState(settle, st, log)
+		// The attempt did not finish through no fault of the shard: it does not count.
+		st.State, st.Attempts, st.Worker, st.StartedAt, st.FinishedAt = pipeline.Pending, attempt-1, "", time.Time{}, time.Time{}
+		w.putState(settle, st, rq.AckWait, log)
 		msg.Nak()
 		log.Info("worker stopping: job handed back")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "handed_back", 0, 0)
-	case attempt >= rs.Queue.MaxDeliver:
-		st.State, st.LastError = pipeline.Dead, fmt.Sprintf("attempt %d: %v", attempt, err)
-		w.putState(settle, st, log)
-		msg.Term(truncate(st.LastError, 1024))
-		log.Error("shard dead: no attempt left", "err", err)
+	case classify(err) == failureShard || attempt >= rq.MaxDeliver:
+		why := "no attempt left"
+		if classify(err) == failureShard {
+			why = "the shard cannot be processed; not retried"
+		}
+		st.State, st.LastError = pipeline.Dead, fmt.Sprintf("attempt %d: %v (%s)", attempt, err, why)
+		w.putState(settle, st, rq.AckWait, log)
+		w.term(settle, msg, truncate(st.LastError, 1024), log)
+		log.Error("shard dead: "+why, "err", err)
 		w.cfg.Metrics.countError(w.cfg.ID, "shard_failed")
 		w.cfg.Metrics.shardFinished(w.cfg.ID, "dead", 0, 0)
-		w.maybeFinish(settle, job.Run, 1, log)
+		w.maybeFinish(settle, job.Run, log)
 	default:
-		delay := rs.Queue.BackoffAfter(attempt)
+		delay := rq.BackoffAfter(attempt)
 		st.State, st.LastError = pipeline.Failed, fmt.Sprintf("attempt %d: %v", attempt, err)
-		w.putState(settle, st, log)
+		w.putState(settle, st, rq.AckWait, log)
 		msg.NakAfter(delay)
 		log.Warn("shard failed; it will be retried", "err", err, "retry_in", delay)
 		w.cfg.Metrics.countError(w.cfg.ID, "shard_failed")
@@ -285,7 +324,7 @@ func (w *Worker) runShard(ctx context.Context, job pipeline.Job, rs pipeline.Run
 		return pipeline.ShardResult{}, err
 	}
 	return ProcessShard(ctx, ShardTask{Job: job, Settings: rs, Labeler: lab, Store: w.cfg.Store, Sizer: w.sizer,
-		DecodeWorkers: w.cfg.DecodeWorkers, Progress: progress, Metrics: w.cfg.Metrics, WorkerID: w.cfg.ID, Version: w.cfg.Version})
+		DecodeWorkers: w.cfg.DecodeWorkers, Progress: progress, Metrics: w.cfg.Metrics, WorkerID: w.cfg.ID, Version: w.cfg.Version, Build: w.cfg.Build})
 }
 
 // settleBatchSize runs FindBatchSize once per model stage when the batch size is automatic
@@ -325,99 +364,12 @@ func (w *Worker) runSettings(ctx context.Context, run string) (pipeline.RunSetti
 		return rs, err
 	}
 	rs.Queue = rs.Queue.WithDefaults() // a run recorded before it had queue settings
-	w.log.Info("run settings read", "run", run, "max_deliver", rs.Queue.MaxDeliver, "backoff", rs.Queue.Backoff.String(),
-		"ack_wait", w.qc.AckWait)
+	w.log.Info("run settings read", "run", run, "ack_wait", rs.Queue.AckWait, "max_deliver", rs.Queue.MaxDeliver,
+		"backoff", rs.Queue.Backoff.String())
 	w.mu.Lock()
 	w.runs[run] = rs // a run's settings never change once recorded
 	w.mu.Unlock()
 	return rs, nil
-}
-
-// heartbeat tells JetStream the job is in progress every AckWait/4, and records the
-// shard's progress in its state, until the returned stop is called.
-func (w *Worker) heartbeat(msg *pipeline.Delivery, st pipeline.ShardState, progress *atomic.Int64, log *slog.Logger) (stop func()) {
-	every := max(w.qc.AckWait/4, 50*time.Millisecond)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		last := int64(-1)
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			if err := msg.InProgress(); err != nil {
-				log.Debug("heartbeat not sent", "err", err)
-			}
-			if n := progress.Load(); n != last {
-				last = n
-				st.Progress = n
-				st.BatchSize = w.sizer.Size()
-				ctx, cancel := context.WithTimeout(context.Background(), every)
-				if err := w.q.PutShardState(ctx, st); err != nil {
-					log.Debug("progress not recorded", "err", err)
-				}
-				cancel()
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
-
-// putState records a state, retrying through a NATS outage for up to AckWait: past that
-// the job is redelivered anyway and its next attempt records its own state.
-func (w *Worker) putState(ctx context.Context, st pipeline.ShardState, log *slog.Logger) {
-	deadline := time.Now().Add(w.qc.AckWait)
-	for {
-		err := w.q.PutShardState(ctx, st)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			log.Error("shard state not recorded", "state", st.State, "err", err)
-			return
-		}
-		sleep(ctx, 250*time.Millisecond)
-	}
-}
-
-// ack acknowledges a job and waits for JetStream to confirm, retrying through a NATS
-// outage; an ack that never lands only means the job is redelivered and found done.
-func (w *Worker) ack(ctx context.Context, msg *pipeline.Delivery, log *slog.Logger) {
-	deadline := time.Now().Add(w.qc.AckWait)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := msg.Ack(actx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			log.Error("ack not confirmed; the job will be redelivered and found done", "err", err)
-			return
-		}
-		sleep(ctx, 250*time.Millisecond)
-	}
-}
-
-// maybeFinish asks the finisher to close a run when at most left of its jobs remain in
-// the stream (1 after a terminate, which JetStream applies without confirming it).
-func (w *Worker) maybeFinish(ctx context.Context, run string, left uint64, log *slog.Logger) {
-	if w.cfg.Finisher == nil {
-		return
-	}
-	n, err := w.q.PendingJobs(ctx, run)
-	if err != nil || n > left {
-		return
-	}
-	if err := w.cfg.Finisher.FinishRun(ctx, run); err != nil {
-		log.Warn("run not finished", "err", err)
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

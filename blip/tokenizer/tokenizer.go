@@ -23,6 +23,8 @@ type Tokenizer struct {
 	maxWordChars int    // a longer word becomes one [UNK]
 
 	pad, unk, cls, sep, mask, dec, enc int64
+	missing                            []string // optional special tokens the vocabulary lacks
+	padIsToken                         bool     // pad is the vocabulary's [PAD], not a config's id
 
 	// specialStrings are matched verbatim in the input before any normalisation and
 	// become single tokens, as transformers' no-split tokens do.
@@ -50,9 +52,11 @@ const (
 	tokenEnc  = "[ENC]"
 )
 
-// NewTokenizer builds a tokenizer over vocab, where a token's id is its index. The
-// vocabulary must hold [PAD], [UNK], [CLS], [SEP] and [MASK]; [DEC] and [ENC] take
-// their ids from the vocabulary if it lists them, else len(vocab) and len(vocab)+1.
+// New builds a tokenizer over vocab, where a token's id is its index. The vocabulary
+// must hold [UNK], [CLS] and [SEP], which encoding writes. [PAD] and [MASK] may be
+// missing, as HF tokenizers allow (Missing names them): BLIP never uses [MASK], and the
+// padding id then comes from the model config (SetPadID). [DEC] and [ENC] take their ids
+// from the vocabulary if it lists them, else len(vocab) and len(vocab)+1.
 func New(vocab []string, norm TextNormalization) (*Tokenizer, error) {
 	t := &Tokenizer{
 		tokens:       slices.Clone(vocab),
@@ -76,11 +80,17 @@ func New(vocab []string, norm TextNormalization) (*Tokenizer, error) {
 		id   *int64
 	}{{tokenPad, &t.pad}, {tokenUnk, &t.unk}, {tokenCls, &t.cls}, {tokenSep, &t.sep}, {tokenMask, &t.mask}} {
 		id, ok := t.vocab[s.name]
-		if !ok {
+		switch {
+		case ok:
+			*s.id = id
+		case s.name == tokenPad || s.name == tokenMask:
+			*s.id = -1
+			t.missing = append(t.missing, s.name)
+		default:
 			return nil, fmt.Errorf("tokenizer: vocabulary of %d tokens has no %s", len(vocab), s.name)
 		}
-		*s.id = id
 	}
+	t.padIsToken = t.pad >= 0
 	t.dec, t.enc = int64(len(vocab)), int64(len(vocab))+1
 	if id, ok := t.vocab[tokenDec]; ok {
 		t.dec = id
@@ -88,7 +98,11 @@ func New(vocab []string, norm TextNormalization) (*Tokenizer, error) {
 	if id, ok := t.vocab[tokenEnc]; ok {
 		t.enc = id
 	}
-	t.specialStrings = []string{tokenPad, tokenUnk, tokenCls, tokenSep, tokenMask, tokenDec, tokenEnc}
+	for _, tok := range []string{tokenPad, tokenUnk, tokenCls, tokenSep, tokenMask, tokenDec, tokenEnc} {
+		if !slices.Contains(t.missing, tok) { // a token the vocabulary lacks is plain text, as in HF
+			t.specialStrings = append(t.specialStrings, tok)
+		}
+	}
 	return t, nil
 }
 
@@ -111,13 +125,32 @@ func (t *Tokenizer) SetDecEncIDs(dec, enc int64) error {
 	return nil
 }
 
+// Missing names the special tokens the vocabulary lacks ([PAD], [MASK]); nil when it has
+// them all.
+func (t *Tokenizer) Missing() []string { return slices.Clone(t.missing) }
+
+// SetPadID gives a vocabulary without [PAD] the padding id of a model config
+// (pad_token_id), as HF does; padded positions are masked out, so any id the model's
+// embedding holds serves. A vocabulary with [PAD] keeps its own, which id must equal.
+func (t *Tokenizer) SetPadID(id int64) error {
+	switch {
+	case id < 0:
+		return fmt.Errorf("tokenizer: pad id %d is negative", id)
+	case t.padIsToken && id != t.pad:
+		return fmt.Errorf("tokenizer: pad id %d, but the vocabulary's [PAD] is %d", id, t.pad)
+	}
+	t.pad = id
+	return nil
+}
+
 // VocabSize is the number of entries in the vocabulary file, without [DEC]/[ENC].
 func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 
 // Normalization reports the text normalisation this tokenizer applies.
 func (t *Tokenizer) Normalization() TextNormalization { return t.norm }
 
-// PadID is [PAD], the padding id (0 in bert-base).
+// PadID is [PAD], the padding id (0 in bert-base): the vocabulary's, or the one
+// SetPadID gave; -1 when there is neither, and then EncodeBatch cannot pad.
 func (t *Tokenizer) PadID() int64 { return t.pad }
 
 // UnkID is [UNK], what an unmatched word becomes (100 in bert-base).
@@ -129,7 +162,7 @@ func (t *Tokenizer) ClsID() int64 { return t.cls }
 // SepID is [SEP], the last id of every encoding and the decoder's EOS (102).
 func (t *Tokenizer) SepID() int64 { return t.sep }
 
-// MaskID is [MASK] (103).
+// MaskID is [MASK] (103); -1 when the vocabulary has none.
 func (t *Tokenizer) MaskID() int64 { return t.mask }
 
 // DecID is [DEC], the decoder's bos, which selects the image-grounded decoder (30522).
@@ -178,7 +211,8 @@ const (
 )
 
 // EncodeBatch encodes texts as [CLS] tokens [SEP], truncated to maxLen ids (the
-// tokens are cut, [SEP] stays last) and padded with [PAD] per pad. mask holds 1 for
+// tokens are cut, [SEP] stays last) and padded with PadID per pad (a tokenizer without
+// one pads with -1, which no model takes: give it its model's with SetPadID). mask holds 1 for
 // real tokens and 0 for padding. maxLen <= 0 means no truncation, and then PadToMax
 // pads to the longest; a positive maxLen below 2 is raised to 2, the room for
 // [CLS] and [SEP].
@@ -254,8 +288,13 @@ func (t *Tokenizer) Decode(ids []int64, skipSpecial bool) string {
 
 func (t *Tokenizer) isSpecial(id int64) bool {
 	switch id {
-	case t.pad, t.unk, t.cls, t.sep, t.mask, t.dec, t.enc:
+	case t.unk, t.cls, t.sep, t.dec, t.enc:
 		return true
+	case t.mask:
+		return id >= 0
+	case t.pad:
+		// A config's pad id in a vocabulary without [PAD] is an ordinary token there.
+		return t.padIsToken
 	}
 	return false
 }

@@ -285,7 +285,8 @@ func TestNewTokenizerRejectsBadVocabularies(t *testing.T) {
 		vocab []string
 		want  string
 	}{
-		{"missing [MASK]", base[:4], "[MASK]"},
+		{"missing [SEP]", []string{"[PAD]", "[UNK]", "[CLS]", "[MASK]", "dog"}, "[SEP]"},
+		{"missing [UNK]", []string{"[CLS]", "[SEP]", "dog"}, "[UNK]"},
 		{"duplicate token", append(append([]string{}, base...), "dog"), `"dog" appears twice`},
 		{"empty token", append(append([]string{}, base...), ""), "entry 6 is empty"},
 	}
@@ -293,6 +294,48 @@ func TestNewTokenizerRejectsBadVocabularies(t *testing.T) {
 		if _, err := New(c.vocab, BertUncased); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want mention of %q", c.name, err, c.want)
 		}
+	}
+}
+
+// HF tokenizers may lack [PAD] and [MASK]: the vocabulary is accepted, says what it
+// lacks, and pads with the id a model config gives; "[PAD]" is then plain text, and
+// the token at that id an ordinary word.
+func TestVocabularyWithoutPadAndMaskPadsWithTheGivenID(t *testing.T) {
+	vocab := []string{"dog", "[UNK]", "[CLS]", "[SEP]", "a", "picture", "of", "[", "]", "pad"}
+	tok, err := New(vocab, BertUncased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Missing(); !reflect.DeepEqual(got, []string{"[PAD]", "[MASK]"}) {
+		t.Fatalf("missing %v", got)
+	}
+	if tok.PadID() != -1 || tok.MaskID() != -1 {
+		t.Fatalf("pad %d mask %d, want -1 (none)", tok.PadID(), tok.MaskID())
+	}
+	if err := tok.SetPadID(0); err != nil {
+		t.Fatal(err)
+	}
+	ids, mask := tok.EncodeBatch([]string{"a picture of a dog", "a dog"}, 0, PadToLongest)
+	want := [][]int64{{2, 4, 5, 6, 4, 0, 3}, {2, 4, 0, 3, 0, 0, 0}}
+	if !reflect.DeepEqual(ids, want) || !reflect.DeepEqual(mask[1], []int64{1, 1, 1, 1, 0, 0, 0}) {
+		t.Fatalf("ids %v mask %v, want %v", ids, mask, want)
+	}
+	if got := tok.Tokenize("[PAD] dog"); !reflect.DeepEqual(got, []string{"[", "pad", "]", "dog"}) {
+		t.Fatalf(`"[PAD]" without a [PAD] token tokenized as %v`, got)
+	}
+	if got := tok.Decode([]int64{2, 4, 0, 3}, true); got != "a dog" {
+		t.Fatalf("decode %q: the word at the pad id is no special token here", got)
+	}
+
+	full, err := New(bertTestVocab(), BertUncased)
+	if err != nil || full.Missing() != nil {
+		t.Fatalf("bert vocabulary: %v, missing %v", err, full.Missing())
+	}
+	if err := full.SetPadID(5); err == nil {
+		t.Fatal("a vocabulary with [PAD] keeps its own pad id")
+	}
+	if err := tok.SetPadID(-3); err == nil {
+		t.Fatal("a negative pad id")
 	}
 }
 
@@ -408,7 +451,7 @@ func TestLoadTokenizerErrorsNameTheProblem(t *testing.T) {
 	cases := []struct{ path, want string }{
 		{filepath.Join(dir, "missing.txt"), "no such file"},
 		{empty, "neither vocab.txt nor tokenizer.json"},
-		{write("nospecial.txt", "a\nb\n"), "has no [PAD]"},
+		{write("nospecial.txt", "a\nb\n"), "has no [UNK]"},
 		{write("bad.json", "{"), "parse"},
 		{write("bpe.json", `{"model": {"type": "BPE", "vocab": {"a": 0}}}`), `model.type "BPE"`},
 		{write("gap.json", `{"model": {"vocab": {"[PAD]": 0, "[UNK]": 5}}}`), "outside 0..1"},

@@ -18,16 +18,22 @@ func newEvalCommand(a *app) *cobra.Command {
 		Use:   "eval",
 		Short: "Score captions (BLEU, CIDEr-D) and retrieval (R@K) with the paper's metrics",
 	}
-	cmd.AddCommand(newEvalCaptionCommand(a))
+	cmd.AddCommand(newEvalCaptionCommand(a), newEvalRetrievalCommand(a))
 	return cmd
 }
 
 func newEvalCaptionCommand(a *app) *cobra.Command {
 	var predsFile, refsFile, out string
+	m := &evalCaptionModel{}
 	cmd := &cobra.Command{
-		Use:   "caption --predictions RESULTS.json --references ANNOTATIONS.json [--out SCORES.json]",
-		Short: "Score given captions against references with coco-caption's BLEU-1..4 and CIDEr-D",
-		Long: `Scores a captioner's output without a model, as coco-caption does: both sides go
+		Use:   "caption {--model DIR --data coco:ANNOTATIONS.json[@IMAGE_ROOT] | --predictions RESULTS.json --references ANNOTATIONS.json} [--out SCORES.json]",
+		Short: "Caption an evaluation set with a model (beam search), or score given captions, with coco-caption's BLEU-1..4 and CIDEr-D",
+		Long: `With --model, captions every image of --data with beam search (BLIP's COCO evaluation: 3 beams,
+max length 20, min length 5, prompt "a picture of "; --num-beams, --max-length, --min-length,
+--repetition-penalty and --prompt change them) and scores the captions against the set's
+references; --data is a COCO annotations file or BLIP's image list with its image folder.
+
+Without a model, scores a captioner's output as coco-caption does: both sides go
 through PTB tokenisation (lower-cased, punctuation tokens removed), BLEU is the corpus
 BLEU with the closest reference length, CIDEr-D takes its document frequencies from the
 references of the predicted images.
@@ -42,8 +48,14 @@ Prints a table (scores ×100) and, with --out, writes the scores (fractions, coc
 key names) and each image's CIDEr-D as JSON.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if m.load.Model != "" {
+				if predsFile != "" || refsFile != "" {
+					return usagef("eval caption: give --model and --data, or --predictions and --references, not both")
+				}
+				return m.run(a, cmd, out)
+			}
 			if predsFile == "" || refsFile == "" {
-				return usagef("eval caption: give --predictions RESULTS.json and --references ANNOTATIONS.json")
+				return usagef("eval caption: give --model DIR and --data coco:ANNOTATIONS.json, or --predictions RESULTS.json and --references ANNOTATIONS.json")
 			}
 			preds, err := eval.ReadPredictions(predsFile)
 			if err != nil {
@@ -65,6 +77,7 @@ key names) and each image's CIDEr-D as JSON.`,
 	f.StringVar(&refsFile, "references", "", "reference captions: COCO annotations JSON or BLIP's image list")
 	perInvocation(f, "predictions", "references")
 	addOutFlag(f, &out)
+	m.AddFlags(f)
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capfilt/capfilt/coordinator"
 	"github.com/capfilt/capfilt/pipeline"
+	"github.com/capfilt/capfilt/shards"
 )
 
 // progressBar shows a run's progress on stderr: a bar of settled shards with done/failed
@@ -56,29 +57,50 @@ func (a *app) follow(ctx context.Context, coord *coordinator.Coordinator, run st
 }
 
 // finishRun writes a finished run's manifest beside its outputs and reports it.
-func (a *app) finishRun(ctx context.Context, coord *coordinator.Coordinator, run string) error {
+func (a *app) finishRun(ctx context.Context, coord *coordinator.Coordinator, run, hint string) error {
 	m, err := coord.WriteManifest(ctx, run)
 	if err != nil {
 		return err
 	}
-	return a.printManifest(m, m.Settings.Output.Join(coordinator.ManifestName).String())
+	return a.printManifest(m, m.Settings.Output.Join(coordinator.ManifestName).String(), hint)
 }
 
-// printManifest says how a finished run went; dead shards make it an error.
-func (a *app) printManifest(m *coordinator.Manifest, where string) error {
+// retryHint says how to re-run a fleet run's dead shards.
+func retryHint(run string) string {
+	return fmt.Sprintf("capfilt retry --run %s --failed --wait re-runs them", run)
+}
+
+// printManifest says how a finished run went; dead shards make it an error, which says
+// how to re-run them (hint).
+func (a *app) printManifest(m *coordinator.Manifest, where, hint string) error {
 	a.printf("run %s: %d shards: %d done, %d dead\n", m.Run, len(m.Shards), m.Done, m.Dead)
 	t := m.Totals
 	a.printf("images: %d read, %d accepted, %d rejected, %d skipped\n", t.Read, t.Accepted, t.Rejected, t.Skipped)
 	for _, s := range m.Shards {
-		if s.State == pipeline.Dead {
+		switch {
+		case s.State == pipeline.Dead:
 			a.printf("dead %s %s: %s\n", s.ID, s.Input, s.Error)
+		case s.Damage != nil:
+			a.printf("damaged %s %s: %s\n", s.ID, s.Input, describeDamage(s.Damage))
 		}
 	}
 	a.printf("manifest: %s\n", where)
 	if m.Dead > 0 {
-		return fmt.Errorf("%d of %d shards are dead (capfilt retry --run %s --failed re-enqueues them)", m.Dead, len(m.Shards), m.Run)
+		return fmt.Errorf("%d of %d shards are dead (%s)", m.Dead, len(m.Shards), hint)
 	}
 	return nil
+}
+
+// describeDamage says where a shard done with damage broke, for people.
+func describeDamage(d *shards.ShardDamage) string {
+	where := "at the start"
+	switch {
+	case d.Member != "":
+		where = fmt.Sprintf("in member %q", d.Member)
+	case d.After != "":
+		where = fmt.Sprintf("after member %q", d.After)
+	}
+	return fmt.Sprintf("%s %s, %d bytes in; the samples before it were processed (%s)", d.Reason, where, d.TruncatedAt, d.Detail)
 }
 
 // printStatus writes a run's status for people.
@@ -87,6 +109,9 @@ func printStatus(w io.Writer, s *coordinator.RunStatus) {
 	var parts []string
 	for _, st := range []pipeline.State{pipeline.Pending, pipeline.Running, pipeline.Done, pipeline.Failed, pipeline.Dead} {
 		parts = append(parts, fmt.Sprintf("%s %d", st, s.ByState[st]))
+	}
+	if s.Damaged > 0 {
+		parts = append(parts, fmt.Sprintf("(%d done with damage)", s.Damaged))
 	}
 	fmt.Fprintf(w, "  shards   %s\n", strings.Join(parts, ", "))
 	i := s.Images

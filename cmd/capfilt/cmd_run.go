@@ -16,13 +16,15 @@ import (
 
 // runCommand is `capfilt run`: localrun with the settings of the command line.
 type runCommand struct {
-	run      runOptions
-	device   deviceOptions
-	worker   workerOptions
-	store    storeOptions
-	Workers  int
-	StoreDir string
-	NATSPort int
+	run       runOptions
+	device    deviceOptions
+	worker    workerOptions
+	store     storeOptions
+	Workers   int
+	StoreDir  string
+	NATSPort  int
+	Overwrite bool
+	RetryDead bool
 
 	cfg localrun.Config // resolved
 }
@@ -35,7 +37,9 @@ func newRunCommand(a *app) *cobra.Command {
 		Long: `The embedded default: starts nats-server in-process with JetStream on a temporary folder
 (or --store-dir), submits the run, runs N workers, shows a progress bar and ends with the
 manifest. No external service is needed. With --store-dir, running the same command again
-resumes an interrupted run: finished shards are not redone.
+resumes an interrupted run: finished shards are not redone; with --retry-dead added, the
+shards it left dead are run again with fresh attempts. The output prefix belongs to the
+run (OUTPUT/_capfilt_run.json): another run into it is refused unless --overwrite.
 
 Other worker processes can join through --nats-port (capfilt worker --nats
 nats://127.0.0.1:PORT).`,
@@ -51,6 +55,9 @@ nats://127.0.0.1:PORT).`,
 	f.IntVar(&c.Workers, "workers", 1, "workers in this process (on one GPU, or sharing the CPU)")
 	f.StringVar(&c.StoreDir, "store-dir", "", "JetStream folder of the embedded server (default: a temporary one, removed at the end)")
 	f.IntVar(&c.NATSPort, "nats-port", 0, "port of the embedded NATS server (0: any free one)")
+	addOverwriteFlag(f, &c.Overwrite)
+	f.BoolVar(&c.RetryDead, "retry-dead", false, "run again the shards this run left dead (needs the run's --store-dir)")
+	perInvocation(f, "retry-dead")
 	return cmd
 }
 
@@ -76,9 +83,13 @@ func (c *runCommand) resolve(a *app) error {
 		return a.bad("workers", c.Workers, "must be at least 1")
 	case c.NATSPort < 0 || c.NATSPort > 65535:
 		return a.bad("nats-port", c.NATSPort, "must be a port number (0: any free one)")
+	case qc.Replicas > 1:
+		return a.bad("queue-replicas", qc.Replicas, "the embedded NATS server is one server: 1")
+	case c.RetryDead && c.StoreDir == "":
+		return usagef("--retry-dead needs the run's state: give the --store-dir the run used")
 	}
 	c.cfg = localrun.Config{Settings: rs, Server: qc, Workers: c.Workers, Worker: wc, Device: dev, DType: dt,
-		StoreDir: c.StoreDir, NATSPort: c.NATSPort, Version: capfiltVersion()}
+		StoreDir: c.StoreDir, NATSPort: c.NATSPort, Overwrite: c.Overwrite, RetryDead: c.RetryDead, Version: capfiltVersion()}
 	return nil
 }
 
@@ -112,7 +123,19 @@ func (c *runCommand) execute(a *app, cmd *cobra.Command) error {
 		return asUsage(err)
 	}
 	bar.finish()
-	return a.printManifest(res.Manifest, res.ManifestURL.String())
+	if len(res.Retried) > 0 {
+		a.printf("re-ran %d dead shards\n", len(res.Retried))
+	}
+	return a.printManifest(res.Manifest, res.ManifestURL.String(), c.retryHint())
+}
+
+// retryHint says how to re-run the dead shards of a local run: its state is gone with a
+// temporary store dir, and kept in --store-dir.
+func (c *runCommand) retryHint() string {
+	if c.StoreDir == "" {
+		return "run the same command again to redo the run; with --store-dir DIR its state is kept, and --retry-dead then re-runs only the dead shards"
+	}
+	return fmt.Sprintf("run the same command with --retry-dead to re-run them from the state in --store-dir %s", c.StoreDir)
 }
 
 // quietLog is the workers' logger under the progress bar: their per-shard lines only when

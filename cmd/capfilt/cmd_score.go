@@ -22,13 +22,15 @@ type scoreRequest struct {
 }
 
 type scoreCommand struct {
-	load  loadOptions
-	rule  ruleOptions
-	Image string
-	Texts []string
-	Pairs string
+	load    loadOptions
+	rule    ruleOptions
+	scoring scoringOptions
+	Image   string
+	Texts   []string
+	Pairs   string
 
-	r spec.AcceptRule
+	r     spec.AcceptRule
+	first spec.ITMFirstToken
 }
 
 func newScoreCommand(a *app) *cobra.Command {
@@ -36,8 +38,9 @@ func newScoreCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   `score --model PATH --image FILE --text "..." [--text ...] | --pairs FILE.jsonl`,
 		Short: "Score captions against an image with the BLIP filter (ITM probability, ITC cosine, decision)",
-		Long: `Prints each caption with its ITM match probability (softmax of the ITM head on [ENC]),
-its ITC cosine and whether the accept rule keeps it. --pairs reads JSON lines
+		Long: `Prints each caption with its ITM match probability (softmax of the ITM head on [ENC],
+or on [CLS] with --itm-first-token cls, as HF's BlipForImageTextRetrieval computes it), its
+ITC cosine and whether the accept rule keeps it. --pairs reads JSON lines
 {"image": PATH, "text": "..." | "texts": [...], "source": "web"|"synthetic"|"human"}
 and prints JSON lines.`,
 		Args: cobra.NoArgs,
@@ -45,7 +48,10 @@ and prints JSON lines.`,
 			if _, _, err = c.load.resolve(a); err != nil {
 				return err
 			}
-			c.r, err = c.rule.resolve(a)
+			if c.r, err = c.rule.resolve(a); err != nil {
+				return err
+			}
+			c.first, err = c.scoring.resolve(a)
 			return err
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,7 +75,7 @@ and prints JSON lines.`,
 				return err
 			}
 			defer lm.Close()
-			scorer, err := filter.NewScorer(lm.Model, lm.Tokenizer, filter.DefaultOptions())
+			scorer, err := filter.NewScorer(lm.Model, lm.Tokenizer, filterOptions(c.first))
 			if err != nil {
 				return err
 			}
@@ -114,6 +120,7 @@ and prints JSON lines.`,
 	f := cmd.Flags()
 	c.load.AddFlags(f)
 	c.rule.AddFlags(f)
+	c.scoring.AddFlags(f)
 	f.StringVar(&c.Image, "image", "", "image file or URL")
 	f.StringArrayVar(&c.Texts, "text", nil, "caption to score (repeatable)")
 	f.StringVar(&c.Pairs, "pairs", "", "JSON lines of images and captions to score")

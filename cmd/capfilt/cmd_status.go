@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capfilt/capfilt/coordinator"
+	"github.com/capfilt/capfilt/pipeline"
 )
 
 type statusCommand struct {
@@ -41,7 +42,11 @@ complete; --json prints it as JSON (one object per line with --watch).`,
 			asJSON := c.JSON
 			show := func(s *coordinator.RunStatus) {
 				if asJSON {
-					line, _ := json.Marshal(s)
+					line, err := statusJSON(s)
+					if err != nil {
+						a.log.Error("status not printed", "err", err)
+						return
+					}
 					a.printf("%s\n", line)
 					return
 				}
@@ -74,4 +79,31 @@ complete; --json prints it as JSON (one object per line with --watch).`,
 	c.nats.AddFlags(f)
 	perInvocation(f, "watch")
 	return cmd
+}
+
+// shardStates is every state a shard can be in, as status --json lists them.
+var shardStates = []pipeline.State{pipeline.Pending, pipeline.Running, pipeline.Done, pipeline.Failed, pipeline.Dead}
+
+// statusJSON is a run's status as --json prints it: by_state names every state (zeros
+// included) and lists are [] rather than null, so a script can index them without
+// checking; keys are snake_case throughout.
+func statusJSON(s *coordinator.RunStatus) ([]byte, error) {
+	v := *s
+	v.ByState = map[pipeline.State]int{}
+	for _, st := range shardStates {
+		v.ByState[st] = 0
+	}
+	for st, n := range s.ByState {
+		v.ByState[st] = n
+	}
+	if v.Problems == nil {
+		v.Problems = []pipeline.ShardState{}
+	}
+	if v.Workers == nil {
+		v.Workers = []coordinator.WorkerStatus{}
+	}
+	if v.Settings.Inputs == nil {
+		v.Settings.Inputs = []string{}
+	}
+	return json.Marshal(v)
 }

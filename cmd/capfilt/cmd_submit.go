@@ -8,10 +8,11 @@ import (
 )
 
 type submitCommand struct {
-	run   runOptions
-	nats  natsOptions
-	store storeOptions
-	Wait  bool
+	run       runOptions
+	nats      natsOptions
+	store     storeOptions
+	Wait      bool
+	Overwrite bool
 
 	rs pipeline.RunSettings
 	qc pipeline.QueueConfig
@@ -22,10 +23,13 @@ func newSubmitCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "submit --input URLS --output URL --run NAME --model PATH [settings] [--wait]",
 		Short: "Publish a run: one job per input shard on NATS JetStream, for workers to process",
-		Long: `Expands the inputs into shards (checking each exists), records the run's settings (models,
-accept rule, generation settings, seed, queue settings) in NATS so every worker uses the
-same ones, and publishes one job per shard with message id <run>/<shard>. Submitting the
-same run again publishes nothing new; other settings under the same run name are refused.
+		Long: `Expands the inputs into shards (checking each exists, and reading the first sample of each
+input's first shard), claims the output prefix for the run (OUTPUT/_capfilt_run.json,
+written create-only), records the run's settings (models, accept rule, generation settings,
+seed, queue settings) in NATS so every worker uses the same ones, and publishes one job per
+shard with message id <run>/<shard>. Submitting the same run again publishes nothing new;
+other settings under the same run name are refused, and so is an output that another run
+claimed or that holds files capfilt did not write, unless --overwrite.
 
 --wait follows the run with a progress bar and ends with the manifest.`,
 		Args: cobra.NoArgs,
@@ -41,6 +45,7 @@ same run again publishes nothing new; other settings under the same run name are
 	c.store.AddFlags(f)
 	f.BoolVar(&c.Wait, "wait", false, "follow the run with a progress bar until it is complete, then print the manifest")
 	perInvocation(f, "wait")
+	addOverwriteFlag(f, &c.Overwrite)
 	return cmd
 }
 
@@ -59,7 +64,11 @@ func (c *submitCommand) execute(a *app, cmd *cobra.Command) error {
 		return err
 	}
 	coord := coordinator.New(q, coordinator.Config{Store: c.store.open(), Log: a.log, Version: capfiltVersion()})
-	sum, err := coord.Submit(cmd.Context(), rs)
+	var opts []coordinator.SubmitOption
+	if c.Overwrite {
+		opts = append(opts, coordinator.Overwrite())
+	}
+	sum, err := coord.Submit(cmd.Context(), rs, opts...)
 	if err != nil {
 		return asUsage(err)
 	}
@@ -80,5 +89,5 @@ func (c *submitCommand) execute(a *app, cmd *cobra.Command) error {
 	if _, err := a.follow(cmd.Context(), coord, run, len(sum.Shards)); err != nil {
 		return err
 	}
-	return a.finishRun(cmd.Context(), coord, run)
+	return a.finishRun(cmd.Context(), coord, run, retryHint(run))
 }

@@ -42,12 +42,12 @@ func (o *synthOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.ShardSize, "shard-size", d.PerShard, "web samples per tar")
 	f.Float64Var(&o.JPEG, "jpeg", d.JPEGShare, "share of images coded as JPEG (the rest PNG)")
 	f.Uint64Var(&o.Seed, "world-seed", 0, "seed of every draw of the world")
-	f.BoolVar(&o.Overwrite, "overwrite", false, "replace a world already in --out (only the world's own files)")
+	f.BoolVar(&o.Overwrite, "replace-world", false, "replace a world already in --out (only the world's own files)")
 	perInvocation(f, synthFlags...)
 }
 
 var synthFlags = []string{"out", "images", "annotated", "test", "captions", "partial", "noise", "incomplete",
-	"noise-mix", "image-side", "shard-size", "jpeg", "world-seed", "overwrite"}
+	"noise-mix", "image-side", "shard-size", "jpeg", "world-seed", "replace-world"}
 
 // synthFields maps WorldConfig's fields (synth.ConfigError.Field) to this command's flags.
 var synthFields = map[string]string{
@@ -123,7 +123,7 @@ from the environment or capfilt.yaml.`,
 			w, err := synth.Generate(cmd.Context(), cfg)
 			if err != nil {
 				if errors.Is(err, synth.ErrWorldExists) {
-					return usagef("%v: pass --overwrite to replace it", err)
+					return usagef("%v: pass --replace-world to replace it", err)
 				}
 				return err
 			}

@@ -58,11 +58,11 @@ func TestSynthWritesAWorldWhoseVocabularyAndModelConfigLoad(t *testing.T) {
 	if params < 100_000 || params > 2_000_000 {
 		t.Errorf("the recommended model has %d parameters; a tiny one has some hundred thousand", params)
 	}
-	// A second world into the same folder needs --overwrite.
+	// A second world into the same folder needs --replace-world.
 	if code, _, stderr := runCLI(t, "synth", "--out", out, "--images", "10"); code != 2 || !strings.Contains(stderr, "already exists") {
 		t.Errorf("second world: exit %d: %s", code, stderr)
 	}
-	if code, _, stderr := runCLI(t, "synth", "--out", out, "--images", "10", "--annotated", "2", "--test", "2", "--overwrite"); code != 0 {
+	if code, _, stderr := runCLI(t, "synth", "--out", out, "--images", "10", "--annotated", "2", "--test", "2", "--replace-world"); code != 0 {
 		t.Errorf("overwrite: exit %d: %s", code, stderr)
 	}
 }

@@ -11,9 +11,28 @@ import (
 	"github.com/capfilt/capfilt/torch"
 )
 
-// version is set at build time (-ldflags "-X main.version=..."); without it the VCS
-// revision the binary was built from is used.
-var version = ""
+// version and build are set at build time (-ldflags "-X main.version=... -X
+// main.build=..."); without them the VCS revision the binary was built from is used.
+var (
+	version = ""
+	build   = ""
+)
+
+// capfiltBuild is the build (VCS revision) the outputs record: the ldflags' main.build,
+// else the revision Go stamped into the binary, else "unknown".
+func capfiltBuild() string {
+	if build != "" {
+		return build
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				return s.Value[:min(12, len(s.Value))]
+			}
+		}
+	}
+	return "unknown"
+}
 
 func capfiltVersion() string {
 	if version != "" {
@@ -52,6 +71,7 @@ type deviceInfo struct {
 
 type versionInfo struct {
 	Capfilt     string       `json:"capfilt"`
+	Build       string       `json:"build"`
 	Go          string       `json:"go"`
 	Platform    string       `json:"platform"`
 	Libtorch    string       `json:"libtorch"`
@@ -66,6 +86,7 @@ type versionInfo struct {
 func collectVersion() (versionInfo, error) {
 	info := versionInfo{
 		Capfilt:     capfiltVersion(),
+		Build:       capfiltBuild(),
 		Go:          runtime.Version(),
 		Platform:    runtime.GOOS + "/" + runtime.GOARCH,
 		Libtorch:    torch.Version(),
@@ -113,7 +134,7 @@ func newVersionCommand(a *app) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
 			}
-			a.printf("capfilt   %s\n", info.Capfilt)
+			a.printf("capfilt   %s (build %s)\n", info.Capfilt, info.Build)
 			a.printf("go        %s %s\n", info.Go, info.Platform)
 			shim := info.Shim
 			if info.CUDACompile {

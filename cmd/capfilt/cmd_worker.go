@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,7 +41,10 @@ is split, and the largest batch size that fit is kept; --batch-size auto finds i
 first job.
 
 SIGTERM or SIGINT: the worker stops pulling, lets its shard finish within --drain-timeout
-or hands the job back to the queue, and exits 0.`,
+or hands the job back to the queue, and exits 0.
+
+--metrics-addr serves /metrics (Prometheus), /healthz (200 while the process serves) and
+/readyz (200 once connected to NATS with a model loaded: at a run's first job).`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if c.dev, c.dt, err = c.device.resolve(a); err != nil {
@@ -64,12 +70,14 @@ func (c *workerCommand) execute(a *app, cmd *cobra.Command) error {
 	if err := blip.CheckDevice(c.dev, c.dt); err != nil {
 		return usagef("%v", err)
 	}
-	metrics, serve, err := c.worker.metricsServer(a)
+	site, err := c.worker.serveMetrics(a)
 	if err != nil {
 		return err
 	}
-	if serve != nil {
-		defer serve()
+	var metrics *workers.Metrics
+	if site != nil {
+		defer site.stop()
+		metrics = site.metrics
 	}
 	nc, q, err := c.nats.openQueue(a, cmd, true)
 	if err != nil {
@@ -77,7 +85,20 @@ func (c *workerCommand) execute(a *app, cmd *cobra.Command) error {
 	}
 	defer nc.Close()
 	src := modelstage.NewBLIPSource(c.dev, c.dt)
+	src.Log = a.log
 	defer src.Close()
+	site.addCheck("nats", func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("not connected (%s)", strings.ToLower(nc.Status().String()))
+		}
+		return nil
+	})
+	site.addCheck("model", func() error {
+		if src.Loaded() == 0 {
+			return errors.New("not loaded yet (a worker loads a run's models at its first job)")
+		}
+		return nil
+	})
 	store := c.store.open()
 	cfg := c.cfg
 	cfg.ID, cfg.Models, cfg.Store, cfg.Metrics, cfg.Log, cfg.Version = c.ID, src, store, metrics, a.log, capfiltVersion()

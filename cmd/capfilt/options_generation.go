@@ -30,8 +30,14 @@ func (o *generationOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.TopK, "top-k", d.TopK, "nucleus: keep at most the k most likely tokens first (0: off)")
 	f.Float64Var(&o.Temperature, "temperature", d.Temperature, "nucleus: divide logits by this")
 	f.IntVar(&o.Samples, "samples", d.Samples, "nucleus: synthetic captions per image")
-	f.StringVar(&o.Prompt, "prompt", d.Prompt, "text the decoder starts from, stripped from the output")
 	f.Uint64Var(&o.Seed, "seed", d.Seed, "seed of the nucleus sampler, with each image's key: a retried shard gets the same captions")
+	o.addDecodingFlags(f)
+}
+
+// addDecodingFlags declares the settings every mode has (eval caption decodes with beam
+// search only and takes just these).
+func (o *generationOptions) addDecodingFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Prompt, "prompt", spec.NucleusDefaults().Prompt, "text the decoder starts from, stripped from the output")
 	f.IntVar(&o.MaxLength, "max-length", 0, "longest sequence, [DEC] and prompt tokens included (0: the mode's default: nucleus 30, beam 20, greedy 20)")
 	f.IntVar(&o.MinLength, "min-length", -1, "shortest sequence before [SEP] is allowed, prompt included (-1: the mode's default: nucleus 10, beam 5, greedy 0)")
 	f.Float64Var(&o.RepetitionPenalty, "repetition-penalty", 0, "repetition penalty (0: the mode's default: nucleus 1.1, else 1.0)")

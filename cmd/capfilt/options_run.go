@@ -16,7 +16,7 @@ import (
 )
 
 // runOptions are everything that decides a run's output (pipeline.RunSettings): inputs,
-// output, models, generation, accept rule, queue, input columns.
+// output, models, generation, accept rule, scoring, queue, input columns, output format.
 type runOptions struct {
 	Name           string
 	Inputs         []string
@@ -26,10 +26,13 @@ type runOptions struct {
 	FilterModel    string
 	Columns        shards.ParquetColumns
 	MaxPixels      int64
+	Human          bool
+	OutputFormat   string
 	OmitImages     bool
 	WithRejected   bool
 	gen            generationOptions
 	rule           ruleOptions
+	scoring        scoringOptions
 	queue          queueOptions
 }
 
@@ -43,13 +46,23 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Columns.Image, "image-column", "", "Parquet input: the image bytes column (default: detected)")
 	f.StringVar(&o.Columns.Caption, "caption-column", "", "Parquet input: the caption column (default: detected)")
 	f.StringVar(&o.Columns.URL, "url-column", "", "Parquet input: the URL column (default: detected)")
-	f.StringVar(&o.Columns.Key, "key-column", "", "Parquet input: the key column (default: detected, else the row number)")
+	f.StringVar(&o.Columns.Key, "key-column", "", "Parquet input: the key column (default: detected, else <shard stem>/<row number>)")
+	f.StringSliceVar(&o.Columns.Keep, "keep-columns", nil, "Parquet input: columns to carry into the output with their types, e.g. similarity,punsafe; * keeps every column the output does not hold")
+	f.BoolVar(&o.Human, "human", false, "the input captions were written by annotators (COCO-style): kept as human captions, unfiltered unless --filter-human")
 	f.Int64Var(&o.MaxPixels, "max-pixels", 0, "refuse images whose header declares more pixels (0: the default limit)")
+	f.StringVar(&o.OutputFormat, "output-format", string(shards.OutputParquet), "cleaned shards as parquet (OUT/<stem>.parquet) or wds (WebDataset OUT/<stem>.tar: KEY.jpg, KEY.txt, KEY.json)")
 	f.BoolVar(&o.OmitImages, "omit-images", false, "write captions and scores without the image bytes")
 	f.BoolVar(&o.WithRejected, "with-rejected", false, "also write each image's rejected captions with their scores, for audit")
 	o.gen.AddFlags(f)
 	o.rule.AddFlags(f)
+	o.scoring.AddFlags(f)
 	o.queue.AddFlags(f)
+}
+
+// addOverwriteFlag declares --overwrite, for the commands that claim an output prefix.
+func addOverwriteFlag(f *pflag.FlagSet, dst *bool) {
+	f.BoolVar(dst, "overwrite", false, "take over an output that another run claimed or that holds other files: this run's outputs replace files of the same name")
+	perInvocation(f, "overwrite")
 }
 
 // addRunNameFlag declares --run, the name of a run, for every command that names one.
@@ -61,7 +74,7 @@ func addRunNameFlag(f *pflag.FlagSet, dst *string) {
 // network (do the models exist, the inputs) is checked by check and by the coordinator.
 func (o *runOptions) resolve(a *app, run string) (pipeline.RunSettings, pipeline.QueueConfig, error) {
 	rs := pipeline.RunSettings{Run: run, Inputs: o.Inputs, Columns: o.Columns, MaxPixels: o.MaxPixels,
-		OmitImages: o.OmitImages, WithRejected: o.WithRejected, Version: capfiltVersion()}
+		HumanCaptions: o.Human, OmitImages: o.OmitImages, WithRejected: o.WithRejected, Version: capfiltVersion()}
 	if run != "" {
 		if err := pipeline.ValidateRunName(run); err != nil {
 			return rs, pipeline.QueueConfig{}, a.bad("run", quote(run), "use 1 to 64 letters, digits, '-' or '_'")
@@ -77,7 +90,20 @@ func (o *runOptions) resolve(a *app, run string) (pipeline.RunSettings, pipeline
 	if o.MaxPixels < 0 {
 		return rs, pipeline.QueueConfig{}, a.bad("max-pixels", o.MaxPixels, "must be 0 (the default limit) or more")
 	}
+	if err := o.checkKeep(a); err != nil {
+		return rs, pipeline.QueueConfig{}, err
+	}
 	var err error
+	if rs.OutputFormat, err = shards.ParseOutputFormat(o.OutputFormat); err != nil {
+		return rs, pipeline.QueueConfig{}, a.bad("output-format", quote(o.OutputFormat), "want parquet or wds")
+	}
+	if rs.OutputFormat == shards.OutputWDS && o.OmitImages {
+		return rs, pipeline.QueueConfig{}, a.bad("output-format", quote(o.OutputFormat),
+			"a WebDataset shard needs its images: drop omit-images, or write parquet")
+	}
+	if rs.ITMFirstToken, err = o.scoring.resolve(a); err != nil {
+		return rs, pipeline.QueueConfig{}, err
+	}
 	if rs.Generation, err = o.gen.settings(a); err != nil {
 		return rs, pipeline.QueueConfig{}, err
 	}
@@ -89,6 +115,25 @@ func (o *runOptions) resolve(a *app, run string) (pipeline.RunSettings, pipeline
 		return rs, qc, err
 	}
 	return rs, qc, nil
+}
+
+// checkKeep refuses a keep-columns list the readers would refuse at every shard; whether
+// the columns exist is for the shards to say.
+func (o *runOptions) checkKeep(a *app) error {
+	keep := o.Columns.Keep
+	seen := map[string]bool{}
+	for _, name := range keep {
+		switch {
+		case name == "*" && len(keep) > 1:
+			return a.bad("keep-columns", quote(strings.Join(keep, ",")), `"*" keeps every column and goes alone`)
+		case strings.TrimSpace(name) == "":
+			return a.bad("keep-columns", quote(strings.Join(keep, ",")), "an empty column name")
+		case seen[strings.ToLower(name)]:
+			return a.bad("keep-columns", quote(strings.Join(keep, ",")), quote(name)+" is named twice")
+		}
+		seen[strings.ToLower(name)] = true
+	}
+	return nil
 }
 
 // check makes sure the run names its inputs, output and models, and that the models

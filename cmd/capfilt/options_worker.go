@@ -1,16 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"net"
-	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
 	"github.com/capfilt/capfilt/workers"
@@ -42,8 +36,8 @@ func addDecodeWorkersFlag(f *pflag.FlagSet, dst *int) {
 	f.IntVar(dst, "decode-workers", 0, "images decoded at once (0: one per CPU)")
 }
 
-// config is the workers.Config the settings make (ID, models, store and log are the
-// caller's).
+// config is the workers.Config the settings make, with the binary's build (ID, models,
+// store, log and version are the caller's).
 func (o *workerOptions) config(a *app) (workers.Config, error) {
 	var c workers.Config
 	switch {
@@ -55,6 +49,7 @@ func (o *workerOptions) config(a *app) (workers.Config, error) {
 		return c, a.bad("drain-timeout", o.DrainTimeout, "must be 0 (hand the job back at once) or more")
 	}
 	c.BatchSize, c.MaxBatchSize, c.DecodeWorkers, c.DrainTimeout = o.BatchSize.n, o.MaxBatchSize, o.DecodeWorkers, o.DrainTimeout
+	c.Build = capfiltBuild()
 	return c, nil
 }
 
@@ -91,34 +86,12 @@ func (b batchSize) or(def int) int {
 	return b.n
 }
 
-// metricsServer starts serving Prometheus metrics when --metrics-addr is set; the
-// address is taken at once, so a port in use is a usage error.
+// metricsServer starts serving metrics when --metrics-addr is set (see serveMetrics);
+// /readyz has no checks of its own.
 func (o *workerOptions) metricsServer(a *app) (*workers.Metrics, func(), error) {
-	if o.MetricsAddr == "" {
-		return nil, nil, nil
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := workers.NewMetrics(reg)
-	if err != nil {
+	site, err := o.serveMetrics(a)
+	if err != nil || site == nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", o.MetricsAddr)
-	if err != nil {
-		return nil, nil, a.bad("metrics-addr", o.MetricsAddr, err.Error())
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("metrics server", "err", err)
-		}
-	}()
-	a.log.Info("serving metrics", "addr", ln.Addr().String())
-	return m, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}, nil
+	return site.metrics, site.stop, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -44,7 +45,7 @@ environment: the command line beats the environment, which beats the file. A lis
 		newVersionCommand(a), newConfigCommand(a),
 		newModelCommand(a), newCaptionCommand(a), newScoreCommand(a),
 		newSubmitCommand(a), newStatusCommand(a), newRetryCommand(a), newWorkerCommand(a), newRunCommand(a),
-		newBenchCommand(a), newSampleShardsCommand(a), newEvalCommand(a), newSynthCommand(a),
+		newBenchCommand(a), newSampleShardsCommand(a), newEvalCommand(a), newSynthCommand(a), newTrainCommand(a),
 	)
 	root.SetFlagErrorFunc(flagError)
 	return root
@@ -68,7 +69,9 @@ func (o *globalOptions) AddFlags(f *pflag.FlagSet) {
 // setup resolves the settings of the command about to run, builds the logger and
 // applies the thread count.
 func (a *app) setup(cmd *cobra.Command, _ []string) error {
-	a.stdout, a.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+	// The log and the progress bar write to stderr from several goroutines (capfilt run's
+	// workers, its watcher): one lock keeps their lines whole, whatever the writer is.
+	a.stdout, a.stderr = cmd.OutOrStdout(), &lockedWriter{w: cmd.ErrOrStderr()}
 	if err := a.load(cmd); err != nil {
 		return err
 	}
@@ -112,3 +115,15 @@ func (a *app) load(cmd *cobra.Command) error {
 func (a *app) quiet() bool { return a.from("log-level").kind == fromDefault }
 
 func (a *app) printf(format string, args ...any) { fmt.Fprintf(a.stdout, format, args...) }
+
+// lockedWriter serialises the writes of several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

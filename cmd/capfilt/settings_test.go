@@ -60,6 +60,12 @@ func TestBadValuesFromEverySourceAreRefusedWithTheirSource(t *testing.T) {
 		{"a zero backoff", nil, []string{"--retry-backoff", "5s,0s"}, `retry-backoff "5s,0s" (from --retry-backoff): every wait must be > 0`},
 		{"a negative pixel limit", nil, []string{"--max-pixels", "-1"}, `max-pixels -1 (from --max-pixels): must be 0`},
 		{"no beam in nucleus mode", map[string]string{"CAPFILT_NUM_BEAMS": "-1"}, nil, `num-beams -1 (from CAPFILT_NUM_BEAMS): must be at least 1`},
+		{"an output format capfilt does not write", nil, []string{"--output-format", "tfrecord"}, `output-format "tfrecord" (from --output-format): want parquet or wds`},
+		{"a WebDataset without images", map[string]string{"CAPFILT_OUTPUT_FORMAT": "wds"}, []string{"--omit-images"},
+			`output-format "wds" (from CAPFILT_OUTPUT_FORMAT): a WebDataset shard needs its images`},
+		{"every column and more", nil, []string{"--keep-columns", "similarity,*"}, `keep-columns "similarity,*" (from --keep-columns): "*" keeps every column and goes alone`},
+		{"an ITM first token BLIP has no mode for", map[string]string{"CAPFILT_ITM_FIRST_TOKEN": "sep"}, nil,
+			`itm-first-token "sep" (from CAPFILT_ITM_FIRST_TOKEN): want enc or cls`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

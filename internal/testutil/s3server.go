@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/xml"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -30,6 +32,8 @@ type S3Server struct {
 	SecretAccessKey string
 
 	backend *s3mem.Backend
+	handler http.Handler
+	srv     *httptest.Server
 	mu      sync.Mutex
 	hook    func(w http.ResponseWriter, r *http.Request) bool
 }
@@ -50,7 +54,7 @@ func StartS3(t testing.TB, buckets ...string) *S3Server {
 		backend:         backend,
 	}
 	fake := gofakes3.New(backend).Server()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		hook := s.hook
 		s.mu.Unlock()
@@ -58,10 +62,41 @@ func StartS3(t testing.TB, buckets ...string) *S3Server {
 			return
 		}
 		fake.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	s.Endpoint = srv.URL
+	})
+	s.srv = httptest.NewServer(s.handler)
+	t.Cleanup(func() { s.Stop() })
+	s.Endpoint = s.srv.URL
 	return s
+}
+
+// Stop shuts the server down as an outage would: open connections are cut and new ones
+// refused. The objects stay; Restart serves them again on the same address.
+func (s *S3Server) Stop() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.CloseClientConnections()
+		srv.Close()
+	}
+}
+
+// Restart serves the same objects again at Endpoint after Stop.
+func (s *S3Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(s.Endpoint, "http://"))
+	if err != nil {
+		t.Fatalf("restart S3 server on %s: %v", s.Endpoint, err)
+	}
+	srv := httptest.NewUnstartedServer(s.handler)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
 }
 
 // Credentials are the static keys the server expects; pass them to the SDK through its

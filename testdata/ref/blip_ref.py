@@ -5,6 +5,7 @@
               [--seed S]
   make-inputs {tiny|base} OUT.safetensors [--seed N]
   dump MODELDIR INPUTS.safetensors OUT.safetensors [--extras] [--decoder-positions N]
+  dump-itm-cls MODELDIR INPUTS.safetensors OUT.safetensors   (ITM with [CLS] first, as HF)
   weights-check MODELDIR OUT.safetensors   (first 8 values + float64 sum per parameter)
   compare A.safetensors B.safetensors [--atol X]
   selftest
@@ -168,6 +169,28 @@ def dump(modeldir, inputs_path, out_path, extras=False, decoder_positions=None):
         print(f"{k}: {list(out[k].shape)} {out[k].dtype}")
 
 
+def dump_itm_cls(modeldir, inputs_path, out_path):
+    """ITM scores with the tokenizer's [CLS] left first, as HF transformers'
+    BlipForImageTextRetrieval computes them, on the same inputs as `dump` (whose itm.* put
+    [ENC] first, as BLIP does)."""
+    cfg, sd = checkpoint.read_model(modeldir)
+    inp, _ = st.load(inputs_path)
+    t = cfg["text_config"]
+    ids, mask = inp["input_ids"], inp["attention_mask"]
+    if not bool((ids[:, 0] == t["cls_token_id"]).all()):
+        raise SystemExit(f"{inputs_path}: input_ids do not all start with [CLS] {t['cls_token_id']}")
+    img = model.vision_forward(sd, cfg, inp["pixel_values"])
+    logits = model.itm_logits_cls(sd, cfg, ids, mask, img)
+    out = {"itm_cls.logits": logits, "itm_cls.prob": logits.softmax(-1)[:, 1]}
+    meta = {"inputs": os.path.basename(inputs_path), "model": os.path.basename(os.path.normpath(modeldir)),
+            "dtype": "float32", "mask_value": "-10000", "itm_cls.first_token": str(t["cls_token_id"]),
+            "what": "ITM with input_ids unchanged ([CLS] first), as HF BlipForImageTextRetrieval; "
+                    "the case's golden.safetensors itm.* put [ENC] first"}
+    st.save(out_path, {k: v.contiguous() for k, v in out.items()}, meta)
+    for k in sorted(out):
+        print(f"{k}: {list(out[k].shape)} {out[k].dtype}")
+
+
 def weights_check(modeldir, out_path):
     """A small file that lets a re-implementation of the generator check itself without the
     (large) checkpoint: per parameter, the first 8 values and the float64 sum of all values."""
@@ -222,6 +245,10 @@ def main(argv):
     p.add_argument("out")
     p.add_argument("--extras", action="store_true", help="also per-layer hidden states")
     p.add_argument("--decoder-positions", type=int, help="store only the first N positions")
+    p = sub.add_parser("dump-itm-cls")
+    p.add_argument("modeldir")
+    p.add_argument("inputs")
+    p.add_argument("out")
     p = sub.add_parser("weights-check")
     p.add_argument("modeldir")
     p.add_argument("out")
@@ -243,6 +270,8 @@ def main(argv):
             print(f"{k}: {list(v.shape)} {v.dtype}")
     elif a.cmd == "dump":
         dump(a.modeldir, a.inputs, a.out, a.extras, a.decoder_positions)
+    elif a.cmd == "dump-itm-cls":
+        dump_itm_cls(a.modeldir, a.inputs, a.out)
     elif a.cmd == "weights-check":
         weights_check(a.modeldir, a.out)
     elif a.cmd == "compare":

@@ -22,7 +22,7 @@ step() {
 }
 
 $PY $REF selftest >"$TMP/selftest.log" || { cat "$TMP/selftest.log"; exit 1; }
-rm -rf $G/tiny $G/tiny-gen $G/tiny-original $G/tiny-bin $G/tiny-nolmhead $G/base
+rm -rf $G/tiny $G/tiny-gen $G/tiny-original $G/tiny-bin $G/tiny-nolmhead $G/base $G/itm-cls
 mkdir -p $G
 
 # tiny, weight seed 1 (the preset)
@@ -44,6 +44,12 @@ done
 step $G/tiny-gen/ $PY $REF make-random tiny $G/tiny-gen --seed 11
 step $G/tiny-gen/inputs.safetensors $PY $REF make-inputs tiny $G/tiny-gen/inputs.safetensors --seed 974
 step $G/tiny-gen/golden.safetensors $PY $REF dump $G/tiny-gen $G/tiny-gen/inputs.safetensors $G/tiny-gen/golden.safetensors --extras
+
+# ITM with [CLS] left first, as HF's BlipForImageTextRetrieval computes it (itm.* above: [ENC])
+mkdir -p $G/itm-cls
+for c in tiny tiny-gen; do
+	step $G/itm-cls/$c.safetensors $PY $REF dump-itm-cls $G/$c $G/$c/inputs.safetensors $G/itm-cls/$c.safetensors
+done
 
 # base, weight seed 2: weights are NOT committed (regenerate them from the generator)
 $PY $REF make-random base "$TMP/base" >/dev/null

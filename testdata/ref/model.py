@@ -172,6 +172,14 @@ def itm_logits(sd, cfg, input_ids, attention_mask, image_embeds, collect=None):
     return linear(h[:, 0], sd, "itm_head"), h
 
 
+def itm_logits_cls(sd, cfg, input_ids, attention_mask, image_embeds):
+    """The ITM head as HF transformers' BlipForImageTextRetrieval computes it: the
+    image-grounded encoder reads the ids unchanged, so the tokenizer's [CLS] stays first
+    (BLIP itself puts [ENC] there: itm_logits)."""
+    h = text_forward(sd, cfg, "text_encoder.", input_ids, padding_mask(attention_mask), image_embeds)
+    return linear(h[:, 0], sd, "itm_head")
+
+
 def decoder_logits(sd, cfg, input_ids, attention_mask, image_embeds, set_bos=True):
     ids = input_ids
     if set_bos:

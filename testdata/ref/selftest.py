@@ -273,6 +273,11 @@ def test_network_against_loops():
              for b in range(2)]
     itm_l = [ref.lin([h[0]], "itm_head")[0] for h in itm_h]
     check(close(itm, itm_l, 1e-5), "ITM head on [ENC] position with CA to all image tokens")
+    itm_cls = model.itm_logits_cls(sd, cfg, ids, mask, img)
+    cls_h = [ref.text("text_encoder.", ids[b].tolist(), mask[b].tolist(), False, img_l[b]) for b in range(2)]
+    cls_l = [ref.lin([h[0]], "itm_head")[0] for h in cls_h]
+    check(close(itm_cls, cls_l, 1e-5) and not close(itm_cls, itm_l, 1e-3),
+          "ITM head with [CLS] left first (HF's retrieval model) vs loops, and unlike [ENC]'s")
     dec, _ = model.decoder_logits(sd, cfg, ids, mask, img)
     dec_ids = ids.clone()
     dec_ids[:, 0] = 7

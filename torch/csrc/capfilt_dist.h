@@ -51,6 +51,10 @@ ct_error ct_pg_all_reduce(ct_pg pg, const ct_tensor *ts, int n, int op, int64_t 
 ct_error ct_pg_broadcast(ct_pg pg, const ct_tensor *ts, int n, int root, int64_t bucket_bytes);
 /* x has the same shape on every rank; out is [world * x.size(0), ...] in rank order */
 ct_error ct_pg_all_gather(ct_pg pg, ct_tensor x, ct_tensor *out);
+/* the same with a gradient (BLIP's all_gather_with_grad): its backward all-reduces the
+ * result's gradient (a collective every rank's backward must reach) and returns this
+ * rank's rows of the sum */
+ct_error ct_pg_all_gather_with_grad(ct_pg pg, ct_tensor x, ct_tensor *out);
 ct_error ct_pg_barrier(ct_pg pg);
 
 /* Gradient averaging for a fixed parameter list (every rank registers the same list, in
