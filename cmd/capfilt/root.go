@@ -45,7 +45,7 @@ environment: the command line beats the environment, which beats the file. A lis
 		newVersionCommand(a), newConfigCommand(a),
 		newModelCommand(a), newCaptionCommand(a), newScoreCommand(a),
 		newSubmitCommand(a), newStatusCommand(a), newRetryCommand(a), newWorkerCommand(a), newRunCommand(a),
-		newBenchCommand(a), newSampleShardsCommand(a), newEvalCommand(a), newSynthCommand(a), newTrainCommand(a),
+		newBenchCommand(a), newSampleShardsCommand(a), newEvalCommand(a), newSynthCommand(a), newTrainCommand(a), newDemoCommand(a),
 	)
 	root.SetFlagErrorFunc(flagError)
 	return root
