@@ -31,7 +31,7 @@ import (
 
 func newBenchCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure capfilt's own speed"}
-	cmd.AddCommand(newBenchPipelineCommand(a))
+	cmd.AddCommand(newBenchPipelineCommand(a), newBenchModelCommand())
 	return cmd
 }
 

@@ -56,6 +56,9 @@ void ct_set_num_threads(int n);  /* libtorch's intra-op threads and OpenBLAS's *
 int ct_get_num_threads(void);
 void ct_set_blas_threads(int n); /* OpenBLAS's alone */
 int ct_get_blas_threads(void);   /* 0 when the BLAS is not OpenBLAS */
+/* host memory: the malloc arena limit the shim set at load (0: left to glibc) */
+int ct_malloc_arenas(void);
+int ct_release_host_memory(void); /* malloc_trim: freed heap back to the OS; 1 if any was */
 int ct_cuda_is_available(void);
 int ct_cuda_device_count(void);
 int ct_cuda_compiled(void);                 /* 1 if the shim was built with CUDA support */
