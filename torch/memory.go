@@ -62,11 +62,27 @@ type HostAllocator struct {
 	// MallocArenas is the limit on glibc malloc arenas the shim set (0: left to glibc,
 	// because MALLOC_ARENA_MAX was set by the user).
 	MallocArenas int
+	// BufferCache reports whether tensor buffers of 1 MiB and more are kept for reuse
+	// (libtorch 1.x; off with CAPFILT_NO_BUFFER_CACHE=1), and its counters.
+	BufferCache      bool
+	BufferCacheStats BufferCacheStats
+}
+
+// BufferCacheStats are the large-buffer cache's counters, in bytes and buffers.
+type BufferCacheStats struct {
+	Live, Kept, PeakLive int64 // bytes in tensors now, kept for reuse, most in tensors at once
+	Hits, Misses         int64 // buffers served from the cache, and freshly mapped
 }
 
 // HostAllocatorInfo reports the host-memory settings the shim applied at load time.
 func HostAllocatorInfo() HostAllocator {
-	return HostAllocator{MallocArenas: int(C.ct_malloc_arenas())}
+	a := HostAllocator{MallocArenas: int(C.ct_malloc_arenas())}
+	var live, kept, peak, hits, misses C.int64_t
+	if C.ct_buffer_cache_stats(&live, &kept, &peak, &hits, &misses) != 0 {
+		a.BufferCache = true
+		a.BufferCacheStats = BufferCacheStats{Live: int64(live), Kept: int64(kept), PeakLive: int64(peak), Hits: int64(hits), Misses: int64(misses)}
+	}
+	return a
 }
 
 // ScopeOf is the scope an op on ts would put its result in: the deepest open one among
@@ -74,7 +90,7 @@ func HostAllocatorInfo() HostAllocator {
 // makes it a Child of this one, so that what it Keeps lands where an op would have.
 func ScopeOf(ts ...*Tensor) *Scope { return deepestScope(ts...) }
 
-// ReleaseHostMemory hands the malloc heap's free pages back to the OS (malloc_trim) and
-// reports whether there were any. Between measurements it makes the resident size that of
+// ReleaseHostMemory unmaps the buffers the cache keeps and hands the malloc heap's free
+// pages back to the OS (malloc_trim), and reports whether the heap had any. Between measurements it makes the resident size that of
 // the live tensors; in a long run it is never needed for correctness.
 func ReleaseHostMemory() bool { return C.ct_release_host_memory() != 0 }

@@ -143,6 +143,9 @@ type benchStageResult struct {
 	SetupRSS     int64   `json:"setup_rss_bytes"` // weights and inputs, before the stage
 	PeakRSS      int64   `json:"peak_rss_bytes"`  // high-water mark during the stage
 	Impl         string  `json:"impl"`
+	// The shim's large-buffer cache during the stage: buffers reused and freshly mapped.
+	CacheHits   int64 `json:"cache_hits,omitempty"`
+	CacheMisses int64 `json:"cache_misses,omitempty"`
 }
 
 func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
@@ -157,7 +160,7 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 		fmt.Fprintf(out, "libtorch %s, %d CPUs, %d intra-op / %d BLAS threads, %d malloc arena(s) set by the shim\n", torch.Version(), runtime.NumCPU(),
 			torch.NumThreads(), torch.BLASThreads(), torch.HostAllocatorInfo().MallocArenas)
 		fmt.Fprintf(out, "blas: %s\n", blas)
-		fmt.Fprintf(out, "%-8s %6s %8s %9s %10s %11s %10s\n", "stage", "images", "seconds", "images/s", "peak RSS", "over setup", "setup RSS")
+		fmt.Fprintf(out, "%-8s %6s %8s %9s %8s %10s %11s %10s\n", "stage", "images", "seconds", "images/s", "CPU s", "peak RSS", "over setup", "setup RSS")
 	}
 	for _, stage := range o.stages {
 		args := append([]string{"bench", "model", "--run-stage", stage}, o.passThroughArgs...)
@@ -177,8 +180,8 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 			fmt.Fprintf(out, "%s\n", line)
 			continue
 		}
-		fmt.Fprintf(out, "%-8s %6d %8.2f %9.3f %7.0f MB %8.0f MB %7.0f MB\n", r.Stage, r.Images, r.Seconds, r.ImagesPerSec,
-			mb(r.PeakRSS), mb(r.PeakRSS-r.SetupRSS), mb(r.SetupRSS))
+		fmt.Fprintf(out, "%-8s %6d %8.2f %9.3f %8.1f %7.0f MB %8.0f MB %7.0f MB\n", r.Stage, r.Images, r.Seconds, r.ImagesPerSec,
+			r.CPUSeconds, mb(r.PeakRSS), mb(r.PeakRSS-r.SetupRSS), mb(r.SetupRSS))
 	}
 	return nil
 }
@@ -225,6 +228,7 @@ func runBenchModelStage(ctx context.Context, out io.Writer, o benchModelOptions)
 	if err != nil {
 		return err
 	}
+	cache0 := torch.HostAllocatorInfo().BufferCacheStats
 	batches := (o.images + o.batch - 1) / o.batch
 	var began time.Time
 	var cpu0 float64
@@ -249,6 +253,8 @@ func runBenchModelStage(ctx context.Context, out io.Writer, o benchModelOptions)
 	}
 	r := benchStageResult{Stage: o.runStage, Preset: o.preset, Batch: o.batch, Images: images, Seconds: secs, CPUSeconds: cpuSeconds() - cpu0,
 		ImagesPerSec: float64(images) / secs, SetupRSS: setup.RSS, PeakRSS: peak.Peak, Impl: "capfilt"}
+	cache := torch.HostAllocatorInfo().BufferCacheStats
+	r.CacheHits, r.CacheMisses = cache.Hits-cache0.Hits, cache.Misses-cache0.Misses
 	line, _ := json.Marshal(r)
 	_, err = fmt.Fprintf(out, "%s\n", line)
 	return err

@@ -334,11 +334,11 @@ def cmd_run(args):
     with tempfile.TemporaryDirectory() as tmp:
         write_weights(args, tmp)
         header(args)
-        print(f"{'stage':8s} {'images':>6s} {'seconds':>8s} {'images/s':>9s} {'peak RSS':>10s} {'over setup':>11s} "
-              f"{'setup RSS':>10s}")
+        print(f"{'stage':8s} {'images':>6s} {'seconds':>8s} {'images/s':>9s} {'CPU s':>8s} {'peak RSS':>10s} "
+              f"{'over setup':>11s} {'setup RSS':>10s}")
         for stage in args.stages.split(","):
             r = eager_child(args, stage)
-            print(f"{r['stage']:8s} {r['images']:6d} {r['seconds']:8.2f} {r['images_per_s']:9.3f} "
+            print(f"{r['stage']:8s} {r['images']:6d} {r['seconds']:8.2f} {r['images_per_s']:9.3f} {r['cpu_seconds']:8.1f} "
                   f"{mb(r['peak_rss_bytes']):7.0f} MB {mb(r['peak_rss_bytes'] - r['setup_rss_bytes']):8.0f} MB "
                   f"{mb(r['setup_rss_bytes']):7.0f} MB")
 

@@ -58,7 +58,10 @@ void ct_set_blas_threads(int n); /* OpenBLAS's alone */
 int ct_get_blas_threads(void);   /* 0 when the BLAS is not OpenBLAS */
 /* host memory: the malloc arena limit the shim set at load (0: left to glibc) */
 int ct_malloc_arenas(void);
-int ct_release_host_memory(void); /* malloc_trim: freed heap back to the OS; 1 if any was */
+int ct_release_host_memory(void); /* cached buffers and freed heap back to the OS; 1 if any heap was */
+/* the large-buffer cache's bytes live, kept and most live at once, and its hits and misses;
+ * returns 0 (and writes nothing) when the cache is not in use */
+int ct_buffer_cache_stats(int64_t *live, int64_t *cached, int64_t *peak_live, int64_t *hits, int64_t *misses);
 int ct_cuda_is_available(void);
 int ct_cuda_device_count(void);
 int ct_cuda_compiled(void);                 /* 1 if the shim was built with CUDA support */

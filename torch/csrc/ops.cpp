@@ -29,28 +29,53 @@ at::Tensor explicit_attention(const at::Tensor &q, const at::Tensor &k, const at
   // Scaling q rather than the scores touches L·d values instead of L·S; for a power-of-two
   // scale (head size 64: 1/8) the result is bit for bit the same.
   double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto scores = at::matmul(q * scale, k.transpose(-2, -1));
-  if (causal) {
-    auto keep = at::ones({q.size(-2), k.size(-2)}, q.options().dtype(at::kBool)).tril();
-    scores.masked_fill_(keep.logical_not(), -std::numeric_limits<double>::infinity());
-  }
-  if (mask && mask->defined()) {
-    if (mask->scalar_type() == at::kBool)
-      scores.masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
-    else
-      scores.add_(*mask);
-  }
+  c10::optional<at::Tensor> keep;
+  if (causal) keep = at::ones({q.size(-2), k.size(-2)}, q.options().dtype(at::kBool)).tril();
+  auto scores_of = [&](const at::Tensor &q, const at::Tensor &k, const c10::optional<at::Tensor> &mask) {
+    auto scores = at::matmul(q * scale, k.transpose(-2, -1));
+    if (keep) scores.masked_fill_(keep->logical_not(), -std::numeric_limits<double>::infinity());
+    if (mask && mask->defined()) {
+      if (mask->scalar_type() == at::kBool)
+        scores.masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
+      else
+        scores.add_(*mask);
+    }
+    return scores;
+  };
   bool grad = at::GradMode::is_enabled() &&
               (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask && mask->requires_grad()));
-  if (!grad && dropout_p == 0) {
-    // Without autograd the scores are dead once normalised: softmax in place halves the
-    // attention's peak (two [B, H, L, L] buffers: 250 MB per ViT-B layer at batch 8).
+  if (grad || dropout_p > 0) {
+    auto probs = at::softmax(scores_of(q, k, mask), -1);
+    if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
+    return at::matmul(probs, v);
+  }
+  // Without autograd the scores are dead once normalised, so softmax runs in place, and
+  // large ones are formed a few heads at a time: a ViT-B layer at batch 8 would hold
+  // [8, 12, 577, 577] scores (128 MB) at once, a 32 MB chunk gives the same numbers (each
+  // head's products and softmax are the same calls on the same values).
+  auto one = [&](const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const c10::optional<at::Tensor> &mask) {
+    auto scores = scores_of(q, k, mask);
     at::_softmax_out(scores, scores, -1, false);
     return at::matmul(scores, v);
+  };
+  constexpr int64_t kChunkBytes = int64_t(32) << 20;
+  if (q.dim() < 3 || k.dim() != q.dim() || v.dim() != q.dim() || q.size(-3) != k.size(-3) || q.size(-3) != v.size(-3))
+    return one(q, k, v, mask);
+  int64_t heads = q.size(-3);
+  auto lead = at::infer_size(q.sizes().slice(0, q.dim() - 2), k.sizes().slice(0, k.dim() - 2));
+  int64_t per_head = q.size(-2) * k.size(-2) * static_cast<int64_t>(q.element_size());
+  for (size_t i = 0; i + 1 < lead.size(); i++) per_head *= lead[i];
+  int64_t chunk = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(per_head, 1));
+  if (chunk >= heads) return one(q, k, v, mask);
+  bool mask_per_head = mask && mask->defined() && mask->dim() >= 3 && mask->size(-3) == heads && heads > 1;
+  std::vector<at::Tensor> parts;
+  for (int64_t h = 0; h < heads; h += chunk) {
+    int64_t n = std::min(chunk, heads - h);
+    c10::optional<at::Tensor> m = mask;
+    if (mask_per_head) m = mask->narrow(-3, h, n);
+    parts.push_back(one(q.narrow(-3, h, n), k.narrow(-3, h, n), v.narrow(-3, h, n), m));
   }
-  auto probs = at::softmax(scores, -1);
-  if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
-  return at::matmul(probs, v);
+  return at::cat(parts, -3);
 }
 
 }  // namespace
