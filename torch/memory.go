@@ -63,7 +63,7 @@ type HostAllocator struct {
 	// because MALLOC_ARENA_MAX was set by the user).
 	MallocArenas int
 	// BufferCache reports whether tensor buffers of 1 MiB and more are kept for reuse
-	// (libtorch 1.x; off with CAPFILT_NO_BUFFER_CACHE=1), and its counters.
+	// (libtorch 1.x builds, on unless SetBufferCache(false)), and its counters.
 	BufferCache      bool
 	BufferCacheStats BufferCacheStats
 }
@@ -73,6 +73,10 @@ type BufferCacheStats struct {
 	Live, Kept, PeakLive int64 // bytes in tensors now, kept for reuse, most in tensors at once
 	Hits, Misses         int64 // buffers served from the cache, and freshly mapped
 }
+
+// SetBufferCache turns the large-buffer cache on or off (for measurements: it is on by
+// default where the build has it). It reports false when asked on and the build has none.
+func SetBufferCache(on bool) bool { return C.ct_set_buffer_cache(cBool(on)) != 0 }
 
 // HostAllocatorInfo reports the host-memory settings the shim applied at load time.
 func HostAllocatorInfo() HostAllocator {
@@ -94,3 +98,12 @@ func ScopeOf(ts ...*Tensor) *Scope { return deepestScope(ts...) }
 // pages back to the OS (malloc_trim), and reports whether the heap had any. Between measurements it makes the resident size that of
 // the live tensors; in a long run it is never needed for correctness.
 func ReleaseHostMemory() bool { return C.ct_release_host_memory() != 0 }
+
+// SetBulkThreads sets libtorch's threads for ops over at least 2^18 elements (the big
+// elementwise ops, softmax and LayerNorm of an encoder pass; matmuls are OpenBLAS's);
+// smaller ops keep NumThreads. n ≤ 1 turns the class off. By default every CPU, unless
+// OMP_NUM_THREADS is set; SetNumThreads sets it too.
+func SetBulkThreads(n int) { C.ct_set_bulk_threads(C.int(n)) }
+
+// BulkThreads is the thread count of ops over at least 2^18 elements (0 or 1: no such class).
+func BulkThreads() int { return int(C.ct_get_bulk_threads()) }

@@ -64,6 +64,8 @@ PyTorch and prints the same table; speeds compare only within one sitting.`,
 	f.String("stages", strings.Join(benchModelStages, ","), "stages to run, comma-separated")
 	f.Uint64("seed", 0, "seed of the weights, pixels and captions")
 	f.Bool("json", false, "print one JSON object per stage instead of the table")
+	f.Bool("buffer-cache", true, "keep freed large tensor buffers for reuse (the shim's default; false to measure without)")
+	f.Int("bulk-threads", -1, "threads of ops over 2^18 elements (-1: the default, every CPU; 1: as small ops)")
 	f.String("run-stage", "", "run one stage in this process (what the child processes do)")
 	_ = f.MarkHidden("run-stage")
 	return cmd
@@ -78,6 +80,8 @@ type benchModelOptions struct {
 	json                  bool
 	runStage              string
 	threads               int
+	bufferCache           bool
+	bulkThreads           int
 	passThroughArgs       []string
 }
 
@@ -92,6 +96,8 @@ func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 	o.json, _ = f.GetBool("json")
 	o.runStage, _ = f.GetString("run-stage")
 	o.threads, _ = cmd.Flags().GetInt("threads")
+	o.bufferCache, _ = f.GetBool("buffer-cache")
+	o.bulkThreads, _ = f.GetInt("bulk-threads")
 	stages, _ := f.GetString("stages")
 	switch o.preset {
 	case "tiny", "base":
@@ -118,7 +124,8 @@ func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 		return o, usagef("run-stage %q: unknown stage", o.runStage)
 	}
 	o.passThroughArgs = []string{"--preset", o.preset, "--batch", strconv.Itoa(o.batch), "--images", strconv.Itoa(o.images),
-		"--warmup", strconv.Itoa(o.warmup), "--seed", strconv.FormatUint(o.seed, 10), "--threads", strconv.Itoa(o.threads)}
+		"--warmup", strconv.Itoa(o.warmup), "--seed", strconv.FormatUint(o.seed, 10), "--threads", strconv.Itoa(o.threads),
+		"--buffer-cache=" + strconv.FormatBool(o.bufferCache), "--bulk-threads", strconv.Itoa(o.bulkThreads)}
 	return o, nil
 }
 
@@ -154,11 +161,18 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 		return err
 	}
 	blas, _ := torch.BLASInfo()
+	if !o.bufferCache {
+		torch.SetBufferCache(false)
+	}
+	if o.bulkThreads >= 0 {
+		torch.SetBulkThreads(o.bulkThreads)
+	}
 	if !o.json {
 		fmt.Fprintf(out, "capfilt %s bench model: %s preset, random weights (seed %d), batch %d, %d images per stage after %d warm-up batch(es)\n",
 			capfiltVersion(), o.preset, o.seed, o.batch, o.images, o.warmup)
-		fmt.Fprintf(out, "libtorch %s, %d CPUs, %d intra-op / %d BLAS threads, %d malloc arena(s) set by the shim\n", torch.Version(), runtime.NumCPU(),
-			torch.NumThreads(), torch.BLASThreads(), torch.HostAllocatorInfo().MallocArenas)
+		alloc := torch.HostAllocatorInfo()
+		fmt.Fprintf(out, "libtorch %s, %d CPUs; threads: %d intra-op, %d for ops over 2^18 elements, %d BLAS; %d malloc arena(s) set by the shim, buffer cache %v\n",
+			torch.Version(), runtime.NumCPU(), torch.NumThreads(), torch.BulkThreads(), torch.BLASThreads(), alloc.MallocArenas, alloc.BufferCache)
 		fmt.Fprintf(out, "blas: %s\n", blas)
 		fmt.Fprintf(out, "%-8s %6s %8s %9s %8s %10s %11s %10s\n", "stage", "images", "seconds", "images/s", "CPU s", "peak RSS", "over setup", "setup RSS")
 	}
@@ -207,6 +221,12 @@ type benchWork struct {
 }
 
 func runBenchModelStage(ctx context.Context, out io.Writer, o benchModelOptions) error {
+	if !o.bufferCache {
+		torch.SetBufferCache(false)
+	}
+	if o.bulkThreads >= 0 {
+		torch.SetBulkThreads(o.bulkThreads)
+	}
 	w, err := newBenchWork(o)
 	if err != nil {
 		return err

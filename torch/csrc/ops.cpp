@@ -1,4 +1,5 @@
 // Elementwise, shape, reduction and neural-network ops.
+#include <algorithm>
 #include <cmath>
 
 #include "shim.h"
@@ -85,6 +86,7 @@ extern "C" {
 ct_error ct_unary(int op, ct_tensor ha, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
+    ct::BulkThreads bulk(a.numel());
     at::Tensor r;
     switch (op) {
       case CT_NEG: r = at::neg(a); break;
@@ -113,6 +115,7 @@ ct_error ct_binary(int op, ct_tensor ha, ct_tensor hb, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
     const auto &b = T(hb);
+    ct::BulkThreads bulk(std::max(a.numel(), b.numel()));
     at::Tensor r;
     switch (op) {
       case CT_ADD: r = at::add(a, b); break;
@@ -141,6 +144,7 @@ ct_error ct_binary(int op, ct_tensor ha, ct_tensor hb, ct_tensor *out) {
 ct_error ct_binary_scalar(int op, ct_tensor ha, double s, int reversed, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
+    ct::BulkThreads bulk(a.numel());
     at::Scalar sc(s);
     at::Tensor r;
     if (reversed) {
@@ -299,12 +303,17 @@ ct_error ct_sort(ct_tensor a, int64_t dim, int descending, ct_tensor *values, ct
 }
 
 ct_error ct_softmax(ct_tensor a, int64_t dim, int log, ct_tensor *out) {
-  CT_TRY(*out = wrap(log ? at::log_softmax(T(a), dim) : at::softmax(T(a), dim)))
+  CT_TRY({
+    ct::BulkThreads bulk(T(a).numel());
+    *out = wrap(log ? at::log_softmax(T(a), dim) : at::softmax(T(a), dim));
+  })
 }
 
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b, ct_tensor *out) {
   CT_TRY({
     const auto &in = T(x);
+    // The matmul is OpenBLAS's; the bias broadcast into the output is libtorch's.
+    ct::BulkThreads bulk(in.numel() / std::max<int64_t>(in.size(-1), 1) * T(w).size(0));
     if (b && in.dim() > 2) {
       // One GEMM with the bias inside it: libtorch 1.13's linear runs a [..., in] input
       // as a matmul and a second pass over the output to add the bias.
@@ -324,6 +333,7 @@ ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, int64_t stride_h, int6
   CT_TRY({
     c10::optional<at::Tensor> bias;
     if (b) bias = T(b);
+    ct::BulkThreads bulk(T(x).numel());  // oneDNN's convolution runs on the OpenMP pool
     *out = wrap(at::conv2d(T(x), T(w), bias, {stride_h, stride_w}, {pad_h, pad_w}));
   })
 }
@@ -339,6 +349,7 @@ ct_error ct_layer_norm(ct_tensor x, ct_tensor w, ct_tensor b, int64_t normalized
       throw std::invalid_argument("layer_norm over " + std::to_string(normalized_dims) + " dims of a " +
                                   std::to_string(t.dim()) + "-d tensor");
     auto shape = t.sizes().slice(static_cast<size_t>(t.dim() - normalized_dims));
+    ct::BulkThreads bulk(t.numel());
     c10::optional<at::Tensor> weight, bias;
     if (w) weight = T(w);
     if (b) bias = T(b);
@@ -387,6 +398,8 @@ ct_error ct_attention(ct_tensor q, ct_tensor k, ct_tensor v, ct_tensor mask, int
   CT_TRY({
     c10::optional<at::Tensor> m;
     if (mask) m = T(mask);
+    // Scores [..., Lq, Lk]: their scaling, masking, softmax and copies are libtorch's.
+    ct::BulkThreads bulk(T(q).numel() / std::max<int64_t>(T(q).size(-1), 1) * T(k).size(-2));
 #if TORCH_VERSION_MAJOR >= 2
     if (impl == 0 && !(causal && m)) {
       *out = wrap(at::scaled_dot_product_attention(T(q), T(k), T(v), m, dropout_p, causal != 0));
