@@ -61,7 +61,7 @@ func compareScores(t *testing.T, scorer *Scorer, dir string, tol float64) (*torc
 	t.Cleanup(sc.Close)
 	var img *torch.Tensor
 	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
-	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
+	ids, mask := sc.Ref(in["input_ids"]).ToDevice(img.Device()), sc.Ref(in["attention_mask"]).ToDevice(img.Device())
 	owner := make([]int64, img.Size(0))
 	for i := range owner {
 		owner[i] = int64(i)
@@ -87,7 +87,7 @@ func TestScoresEqualTheReferenceAndUseENC(t *testing.T) {
 	in := reference.Tensors(t, filepath.Join(dir, "inputs.safetensors"))
 	var img *torch.Tensor
 	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
-	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
+	ids, mask := sc.Ref(in["input_ids"]).ToDevice(img.Device()), sc.Ref(in["attention_mask"]).ToDevice(img.Device())
 	// Fed [CLS] first, as HF's BlipForImageTextRetrieval does, the ITM head answers
 	// differently: the filter must not do that.
 	var clsProbs []float32

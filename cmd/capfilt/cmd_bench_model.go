@@ -64,6 +64,8 @@ PyTorch and prints the same table; speeds compare only within one sitting.`,
 	f.String("stages", strings.Join(benchModelStages, ","), "stages to run, comma-separated")
 	f.Uint64("seed", 0, "seed of the weights, pixels and captions")
 	f.Bool("json", false, "print one JSON object per stage instead of the table")
+	f.String("device", "cpu", "device: cpu, cuda or cuda:N")
+	f.String("dtype", "float32", "weights dtype: float32, or bfloat16/float16 on CUDA")
 	f.Bool("buffer-cache", true, "keep freed large tensor buffers for reuse (the shim's default; false to measure without)")
 	f.Int("bulk-threads", -1, "threads of ops over 2^18 elements (-1: the default, every CPU; 1: as small ops)")
 	f.String("run-stage", "", "run one stage in this process (what the child processes do)")
@@ -82,6 +84,8 @@ type benchModelOptions struct {
 	threads               int
 	bufferCache           bool
 	bulkThreads           int
+	device                torch.Device
+	dtype                 torch.DType
 	passThroughArgs       []string
 }
 
@@ -98,6 +102,18 @@ func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 	o.threads, _ = cmd.Flags().GetInt("threads")
 	o.bufferCache, _ = f.GetBool("buffer-cache")
 	o.bulkThreads, _ = f.GetInt("bulk-threads")
+	dev, _ := f.GetString("device")
+	dt, _ := f.GetString("dtype")
+	var err error
+	if o.device, err = torch.ParseDevice(dev); err != nil {
+		return o, usagef("device: %v", err)
+	}
+	if o.dtype, err = torch.ParseDType(dt); err != nil {
+		return o, usagef("dtype: %v", err)
+	}
+	if o.device.CUDA && !torch.CUDAAvailable() {
+		return o, usagef("device %v is not available (capfilt version lists the devices)", o.device)
+	}
 	stages, _ := f.GetString("stages")
 	switch o.preset {
 	case "tiny", "base":
@@ -125,7 +141,8 @@ func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 	}
 	o.passThroughArgs = []string{"--preset", o.preset, "--batch", strconv.Itoa(o.batch), "--images", strconv.Itoa(o.images),
 		"--warmup", strconv.Itoa(o.warmup), "--seed", strconv.FormatUint(o.seed, 10), "--threads", strconv.Itoa(o.threads),
-		"--buffer-cache=" + strconv.FormatBool(o.bufferCache), "--bulk-threads", strconv.Itoa(o.bulkThreads)}
+		"--buffer-cache=" + strconv.FormatBool(o.bufferCache), "--bulk-threads", strconv.Itoa(o.bulkThreads),
+		"--device", dev, "--dtype", dt}
 	return o, nil
 }
 
@@ -151,8 +168,14 @@ type benchStageResult struct {
 	PeakRSS      int64   `json:"peak_rss_bytes"`  // high-water mark during the stage
 	Impl         string  `json:"impl"`
 	// The shim's large-buffer cache during the stage: buffers reused and freshly mapped.
-	CacheHits   int64 `json:"cache_hits,omitempty"`
-	CacheMisses int64 `json:"cache_misses,omitempty"`
+	CacheHits   int64  `json:"cache_hits,omitempty"`
+	CacheMisses int64  `json:"cache_misses,omitempty"`
+	Device      string `json:"device"`
+	DType       string `json:"dtype"`
+	// On CUDA: the caching allocator's peak allocated bytes in the stage's process
+	// (weights included) and the device's total.
+	CUDAPeak  int64 `json:"cuda_peak_bytes,omitempty"`
+	CUDATotal int64 `json:"cuda_total_bytes,omitempty"`
 }
 
 func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
@@ -174,6 +197,11 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 		fmt.Fprintf(out, "libtorch %s, %d CPUs; threads: %d intra-op, %d for ops over 2^18 elements, %d BLAS; %d malloc arena(s) set by the shim, buffer cache %v\n",
 			torch.Version(), runtime.NumCPU(), torch.NumThreads(), torch.BulkThreads(), torch.BLASThreads(), alloc.MallocArenas, alloc.BufferCache)
 		fmt.Fprintf(out, "blas: %s\n", blas)
+		attention := "explicit matmul-softmax-matmul (libtorch < 2)"
+		if torch.FusedAttentionAvailable() {
+			attention = "fused scaled_dot_product_attention"
+		}
+		fmt.Fprintf(out, "device %v, %v weights; attention: %s\n", o.device, o.dtype, attention)
 		fmt.Fprintf(out, "%-8s %6s %8s %9s %8s %10s %11s %10s\n", "stage", "images", "seconds", "images/s", "CPU s", "peak RSS", "over setup", "setup RSS")
 	}
 	for _, stage := range o.stages {
@@ -194,8 +222,12 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 			fmt.Fprintf(out, "%s\n", line)
 			continue
 		}
-		fmt.Fprintf(out, "%-8s %6d %8.2f %9.3f %8.1f %7.0f MB %8.0f MB %7.0f MB\n", r.Stage, r.Images, r.Seconds, r.ImagesPerSec,
+		fmt.Fprintf(out, "%-8s %6d %8.2f %9.3f %8.1f %7.0f MB %8.0f MB %7.0f MB", r.Stage, r.Images, r.Seconds, r.ImagesPerSec,
 			r.CPUSeconds, mb(r.PeakRSS), mb(r.PeakRSS-r.SetupRSS), mb(r.SetupRSS))
+		if r.CUDATotal > 0 {
+			fmt.Fprintf(out, "  CUDA peak %.0f of %.0f MB", mb(r.CUDAPeak), mb(r.CUDATotal))
+		}
+		fmt.Fprintln(out)
 	}
 	return nil
 }
@@ -275,6 +307,12 @@ func runBenchModelStage(ctx context.Context, out io.Writer, o benchModelOptions)
 		ImagesPerSec: float64(images) / secs, SetupRSS: setup.RSS, PeakRSS: peak.Peak, Impl: "capfilt"}
 	cache := torch.HostAllocatorInfo().BufferCacheStats
 	r.CacheHits, r.CacheMisses = cache.Hits-cache0.Hits, cache.Misses-cache0.Misses
+	r.Device, r.DType = o.device.String(), o.dtype.String()
+	if o.device.CUDA {
+		if m, err := torch.CUDAMemoryStats(o.device.Index); err == nil {
+			r.CUDAPeak, r.CUDATotal = m.PeakAllocated, m.Total
+		}
+	}
 	line, _ := json.Marshal(r)
 	_, err = fmt.Fprintf(out, "%s\n", line)
 	return err
@@ -294,6 +332,10 @@ func newBenchWork(o benchModelOptions) (*benchWork, error) {
 		return nil, err
 	}
 	if err := m.InitDeterministic(o.seed); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.To(o.device, o.dtype); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -363,6 +405,9 @@ func (w *benchWork) run(ctx context.Context, n int) error {
 				}
 			}
 			_, err = w.scorer.ScoreImages(ctx, img, texts)
+		}
+		if err == nil && w.o.device.CUDA {
+			err = torch.CUDASynchronize(w.o.device.Index) // the ViT stage's work is queued, not done
 		}
 	})
 	return err
