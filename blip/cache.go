@@ -95,3 +95,56 @@ func (c *KVCache) Reorder(index *torch.Tensor) error {
 	}
 	return nil
 }
+
+// Retain keeps len(units) images of the cache: image j takes the entries of image
+// units[j], whose groups consecutive rows (beams or samples of one image) move with it.
+// Every units[j] must be an image that is kept, so that only the places of images left
+// out are written over: the state moves image by image, each copied at most once, and
+// the buffers shrink to the kept rows without being reallocated.
+func (c *KVCache) Retain(units []int64, groups int) error {
+	if groups < 1 {
+		groups = 1
+	}
+	n := int64(len(units))
+	g := int64(groups)
+	move := func(t *torch.Tensor, per int64) (*torch.Tensor, error) {
+		if t == nil {
+			return nil, nil
+		}
+		s := c.scope.Child()
+		defer s.Close()
+		x := s.Ref(t)
+		for j, src := range units {
+			if src == int64(j) {
+				continue
+			}
+			if src < 0 || src*per >= x.Size(0) {
+				return nil, fmt.Errorf("kv cache: image %d to keep, of %d rows in groups of %d", src, x.Size(0), per)
+			}
+			if err := x.Narrow(0, int64(j)*per, per).CopyFrom(x.Narrow(0, src*per, per)); err != nil {
+				return nil, err
+			}
+		}
+		kept := c.scope.Track(x.Narrow(0, 0, n*per))
+		if err := kept.Err(); err != nil {
+			return nil, err
+		}
+		t.Free()
+		return kept, nil
+	}
+	for i := range c.layers {
+		for _, kv := range []struct {
+			p   *kvPair
+			per int64
+		}{{&c.layers[i].self, g}, {&c.layers[i].cross, 1}} {
+			var err error
+			if kv.p.k, err = move(kv.p.k, kv.per); err != nil {
+				return err
+			}
+			if kv.p.v, err = move(kv.p.v, kv.per); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

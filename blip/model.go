@@ -184,7 +184,11 @@ func (m *Model) EncodeImage(pixels *torch.Tensor, train bool) *torch.Tensor {
 		return torch.Failed(errNoVision)
 	}
 	if pixels.Device() != m.device || pixels.DType() != m.dtype {
-		pixels = pixels.To(m.device, m.dtype)
+		// The converted copy (the batch on the GPU) is the pass's own: freed when the ViT is
+		// done with it, not kept while the batch is captioned and scored.
+		s := pixels.Scope().Child()
+		defer s.Close()
+		return s.Keep(m.VisionModel.Forward(s.Ref(pixels).To(m.device, m.dtype), train))
 	}
 	return m.VisionModel.Forward(pixels, train)
 }

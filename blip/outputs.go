@@ -36,10 +36,10 @@ func (m *Model) ReferenceOutputs(s *torch.Scope, in ForwardInputs) (map[string]*
 		if in.InputIDs == nil {
 			return
 		}
-		ids := s.Ref(in.InputIDs)
+		ids := s.Ref(in.InputIDs).ToDevice(m.device)
 		var mask *torch.Tensor
 		if in.AttentionMask != nil {
-			mask = s.Ref(in.AttentionMask)
+			mask = s.Ref(in.AttentionMask).ToDevice(m.device)
 		}
 		if m.TextEncoder != nil {
 			text := m.TextUnimodal(ids, mask, false)

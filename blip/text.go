@@ -129,8 +129,23 @@ type TextInput struct {
 	Cache *KVCache
 }
 
-// Forward returns the last hidden states [B, T, D].
+// Forward returns the last hidden states [B, T, D]. The pass has a scope of its own and
+// frees each layer's input once the layer is done: only the output (and the cache's keys
+// and values) outlive it. (Autograd keeps what backward needs by itself.)
 func (m *TextModel) Forward(in TextInput) *torch.Tensor {
+	pass := torch.ScopeOf(in.IDs, in.Mask, in.Image).Child()
+	defer pass.Close()
+	in.IDs = pass.Ref(in.IDs)
+	if in.Mask != nil {
+		in.Mask = pass.Ref(in.Mask)
+	}
+	if in.Image != nil {
+		in.Image = pass.Ref(in.Image)
+	}
+	return pass.Keep(m.forward(in))
+}
+
+func (m *TextModel) forward(in TextInput) *torch.Tensor {
 	ids := in.IDs
 	s := ids.Shape()
 	if len(s) != 2 {
@@ -171,7 +186,9 @@ func (m *TextModel) Forward(in TextInput) *torch.Tensor {
 		if in.Cache != nil {
 			lc = &in.Cache.layers[i]
 		}
-		x = l.Forward(x, mask, in.Image, groups, in.Train, m.cfg.Dropout, lc, past)
+		next := l.Forward(x, mask, in.Image, groups, in.Train, m.cfg.Dropout, lc, past)
+		x.Free()
+		x = next
 	}
 	if in.Cache != nil && x.Err() == nil {
 		in.Cache.Len += int(t)
@@ -203,6 +220,14 @@ func (l *TextLayer) Forward(x, mask, image *torch.Tensor, groups int, train bool
 	if lc != nil {
 		selfKV = &lc.self
 	}
+	// The layer's intermediates live in a scope of their own; the image is brought in so
+	// that its keys and values (when not cached) are freed with them.
+	s := x.Scope().Child()
+	defer s.Close()
+	x = s.Ref(x)
+	if image != nil {
+		image = s.Ref(image)
+	}
 	a := l.Attention.selfAttention(x, mask, train, p, selfKV, past)
 	x = l.Attention.Output.LayerNorm.Forward(x.Add(l.Attention.Output.Dense.Forward(a).Dropout(p, train)))
 	if image != nil {
@@ -217,7 +242,7 @@ func (l *TextLayer) Forward(x, mask, image *torch.Tensor, groups int, train bool
 		x = l.Crossattention.Output.LayerNorm.Forward(x.Add(l.Crossattention.Output.Dense.Forward(c).Dropout(p, train)))
 	}
 	h := l.Output.Dense.Forward(l.Intermediate.Dense.Forward(x).Gelu()).Dropout(p, train)
-	return l.Output.LayerNorm.Forward(x.Add(h))
+	return s.Keep(l.Output.LayerNorm.Forward(x.Add(h)))
 }
 
 // selfAttention attends x to itself (and to cached earlier positions); result [B, T, D].
@@ -249,7 +274,9 @@ func (a *AttentionBlock) crossAttention(x, image *torch.Tensor, groups int, trai
 		k = splitHeads(a.Self.Key.Forward(image), a.heads)
 		v = splitHeads(a.Self.Value.Forward(image), a.heads)
 		if kv != nil {
-			kv.k, kv.v = kv.keep(k), kv.keep(v)
+			// Stored contiguous once per image: as split-head views every decoding step
+			// would copy them again inside the matmuls.
+			kv.k, kv.v = kv.keep(k.Contiguous()), kv.keep(v.Contiguous())
 		}
 	}
 	s := x.Shape()

@@ -93,9 +93,13 @@ func (m *VisionModel) Forward(pixels *torch.Tensor, train bool) *torch.Tensor {
 	if err != nil {
 		return torch.Failed(err)
 	}
-	x := pixels.Conv2d(m.Embeddings.PatchEmbedding.Weight, m.Embeddings.PatchEmbedding.Bias, int64(m.cfg.PatchSize), 0)
+	// The pass has a scope of its own and frees each layer's input once the layer is
+	// done: only the output leaves. (Autograd keeps what backward needs by itself.)
+	pass := pixels.Scope().Child()
+	defer pass.Close()
+	x := pass.Ref(pixels).Conv2d(m.Embeddings.PatchEmbedding.Weight, m.Embeddings.PatchEmbedding.Bias, int64(m.cfg.PatchSize), 0)
 	x = x.Reshape(b, d, grid*grid).Transpose(1, 2) // row-major over the grid: y, then x
-	cls := x.Scope().Ref(m.Embeddings.ClassEmbedding).Expand(b, 1, d)
+	cls := pass.Ref(m.Embeddings.ClassEmbedding).Expand(b, 1, d)
 	x = torch.Cat([]*torch.Tensor{cls, x}, 1).Add(pos)
 	n := len(m.Encoder.Layers)
 	for i, l := range m.Encoder.Layers {
@@ -103,14 +107,30 @@ func (m *VisionModel) Forward(pixels *torch.Tensor, train bool) *torch.Tensor {
 		if n > 1 {
 			rate = m.cfg.DropPath * float64(i) / float64(n-1)
 		}
-		x = l.Forward(x, train, rate)
+		next := l.Forward(x, train, rate)
+		x.Free()
+		x = next
 	}
-	return m.PostLayernorm.Forward(x)
+	return pass.Keep(m.PostLayernorm.Forward(x))
 }
 
 func (l *VisionLayer) Forward(x *torch.Tensor, train bool, dropPath float64) *torch.Tensor {
-	x = x.Add(dropPathOf(l.SelfAttn.Forward(l.LayerNorm1.Forward(x)), dropPath, train))
-	return x.Add(dropPathOf(l.MLP.FC2.Forward(l.MLP.FC1.Forward(l.LayerNorm2.Forward(x)).Gelu()), dropPath, train))
+	h := residual(x, func(x *torch.Tensor) *torch.Tensor {
+		return dropPathOf(l.SelfAttn.Forward(l.LayerNorm1.Forward(x)), dropPath, train)
+	})
+	out := residual(h, func(h *torch.Tensor) *torch.Tensor {
+		return dropPathOf(l.MLP.FC2.Forward(l.MLP.FC1.Forward(l.LayerNorm2.Forward(h)).Gelu()), dropPath, train)
+	})
+	h.Free()
+	return out
+}
+
+// residual is x + branch(x), the branch computed in a child scope of x's so that its
+// intermediates are freed as soon as the sum exists.
+func residual(x *torch.Tensor, branch func(*torch.Tensor) *torch.Tensor) *torch.Tensor {
+	s := x.Scope().Child()
+	defer s.Close()
+	return s.Keep(x.Add(branch(s.Ref(x))))
 }
 
 func (a *VisionAttention) Forward(x *torch.Tensor) *torch.Tensor {

@@ -53,6 +53,21 @@ func (r *recomputeStepper) Step(s *torch.Scope, tokens []int64, rows, width int)
 	return r.m.DecoderLogits(ids, nil, s.Ref(r.image), r.groups, false).Select(1, int64(n-1))
 }
 
+// Retain keeps the images units (random image memories here: no [SEP] ever ends a row).
+func (r *recomputeStepper) Retain(units []int64, groups int) error {
+	var next [][]int64
+	for _, u := range units {
+		for g := range groups {
+			next = append(next, r.seqs[int(u)*groups+g])
+		}
+	}
+	r.seqs = next
+	idx := torch.FromInt64(units, int64(len(units)))
+	defer idx.Free()
+	r.image = r.image.Scope().Track(r.image.IndexSelect(0, idx))
+	return r.image.Err()
+}
+
 func (r *recomputeStepper) Reorder(from []int64) error {
 	next := make([][]int64, len(from))
 	for i, f := range from {

@@ -112,11 +112,31 @@ type modelStepper struct {
 	image  *torch.Tensor
 	groups int
 	cache  *blip.KVCache
+	scope  *torch.Scope // owns the image memory once Retain has narrowed it
 }
 
 func (d *modelStepper) Step(s *torch.Scope, tokens []int64, rows, width int) *torch.Tensor {
 	ids := s.Track(torch.FromInt64(tokens, int64(rows), int64(width))).ToDevice(d.image.Device())
 	return d.m.DecodeStep(ids, nil, s.Ref(d.image), d.groups, d.cache).Select(1, int64(width-1))
+}
+
+// Retain keeps the cache's and the image memory's entries of the images units, in order.
+func (d *modelStepper) Retain(units []int64, groups int) error {
+	if err := d.cache.Retain(units, groups); err != nil {
+		return err
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	idx := s.Track(torch.FromInt64(units, int64(len(units)))).ToDevice(d.image.Device())
+	image := d.scope.Track(s.Ref(d.image).IndexSelect(0, idx))
+	if err := image.Err(); err != nil {
+		return err
+	}
+	if old := d.image; d.scope != nil && old.Scope() == d.scope {
+		old.Free()
+	}
+	d.image = image
+	return nil
 }
 
 func (d *modelStepper) Reorder(from []int64) error {
@@ -147,7 +167,9 @@ func Generate(ctx context.Context, m *blip.Model, image *torch.Tensor, start [][
 	}
 	cache := m.NewKVCache(st.MaxLength)
 	defer cache.Close()
-	dec := &modelStepper{m: m, image: image, groups: rowsPerImage(st), cache: cache}
+	own := torch.NewScope()
+	defer own.Close()
+	dec := &modelStepper{m: m, image: image, groups: rowsPerImage(st), cache: cache, scope: own}
 	req := request{start: start, keys: keys, st: st, sepID: m.Config.Text.SepID, padID: m.Config.Text.PadID,
 		vocab: m.Config.Text.VocabSize}
 	var out [][]Sequence

@@ -2,6 +2,8 @@ package captioner
 
 import (
 	"context"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,6 +104,88 @@ func TestCaptionTextDropsThePromptAndHonoursLengths(t *testing.T) {
 		for i, id := range cp.IDs[:len(cp.IDs)-1] {
 			if id == 3 && i < 9 {
 				t.Fatalf("[SEP] at %d below min length 10: %v", i, cp.IDs)
+			}
+		}
+	}
+}
+
+// countingStepper records how the batch shrinks.
+type countingStepper struct {
+	stepper
+	retains int
+	rows    []int
+}
+
+func (c *countingStepper) Step(s *torch.Scope, tokens []int64, rows, width int) *torch.Tensor {
+	c.rows = append(c.rows, rows)
+	return c.stepper.Step(s, tokens, rows, width)
+}
+
+func (c *countingStepper) Retain(units []int64, groups int) error {
+	c.retains++
+	return c.stepper.Retain(units, groups)
+}
+
+// Images whose rows have all emitted [SEP] leave the decoding batch; what every image
+// gets is what it gets decoded alone: greedy on tiny-gen's reference images (rows end at
+// lengths 7 and 14 and run to the maximum: testdata/ref/README.md), and two nucleus
+// samples per image on 8 random images (one image's pair ends early).
+func TestFinishedImagesLeaveTheBatchWithoutChangingCaptions(t *testing.T) {
+	t.Run("greedy", func(t *testing.T) {
+		st := spec.GreedyDefaults()
+		st.MaxLength, st.MinLength = 20, 5
+		rc := loadRefCase(t, "tiny-gen")
+		checkLeavingTheBatch(t, rc.model, rc.image, rc.start, st)
+	})
+	t.Run("nucleus, 2 samples", func(t *testing.T) {
+		st := spec.NucleusDefaults()
+		st.MinLength, st.Samples, st.Seed = 5, 2, 7
+		c := tinyCaptioner(t, st)
+		s := torch.NewScope()
+		defer s.Close()
+		var img *torch.Tensor
+		torch.NoGrad(func() { img = c.model.EncodeImage(pixels(s, 5, 8), false) })
+		start := make([][]int64, 8)
+		for i := range start {
+			start[i] = c.prompt
+		}
+		checkLeavingTheBatch(t, c.model, img, start, st)
+	})
+}
+
+func checkLeavingTheBatch(t *testing.T, m *blip.Model, image *torch.Tensor, start [][]int64, st spec.Generation) {
+	t.Helper()
+	keys := make([]string, len(start))
+	for i := range keys {
+		keys[i] = string(rune('a' + i))
+	}
+	cache := m.NewKVCache(st.MaxLength)
+	defer cache.Close()
+	own := torch.NewScope()
+	defer own.Close()
+	dec := &countingStepper{stepper: &modelStepper{m: m, image: image, groups: rowsPerImage(st), cache: cache, scope: own}}
+	req := request{start: start, keys: keys, st: st, sepID: m.Config.Text.SepID, padID: m.Config.Text.PadID, vocab: m.Config.Text.VocabSize}
+	var batch [][]Sequence
+	var err error
+	torch.NoGrad(func() { batch, err = generate(context.Background(), dec, req) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.retains == 0 || dec.rows[len(dec.rows)-1] >= dec.rows[0] {
+		t.Fatalf("the batch never shrank (rows per step %v): no image finished early, the test proves nothing", dec.rows)
+	}
+	t.Logf("rows per step %v", dec.rows)
+	for i := range keys {
+		alone, err := Generate(context.Background(), m, image.Narrow(0, int64(i), 1), start[i:i+1], keys[i:i+1], st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range batch[i] {
+			if got, want := batch[i][k].IDs, alone[0][k].IDs; !slices.Equal(got, want) {
+				t.Fatalf("image %d sample %d: %v in the batch, %v alone", i, k, got, want)
+			}
+			if math.Abs(batch[i][k].Score-alone[0][k].Score) > 1e-4 {
+				t.Fatalf("image %d sample %d: score %v in the batch, %v alone", i, k, batch[i][k].Score, alone[0][k].Score)
 			}
 		}
 	}

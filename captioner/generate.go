@@ -18,6 +18,10 @@ type stepper interface {
 	Step(s *torch.Scope, tokens []int64, rows, width int) *torch.Tensor
 	// Reorder makes row i continue from the state of row from[i] (beam search).
 	Reorder(from []int64) error
+	// Retain keeps len(units) images of groups consecutive rows each: image j continues
+	// from the state of image units[j]. Only the places of images left out are written
+	// over (every units[j] is kept), so the state moves image by image, not all at once.
+	Retain(units []int64, groups int) error
 }
 
 // Sequence is one generated token sequence.
@@ -77,42 +81,54 @@ func sampleOrGreedy(ctx context.Context, dec stepper, req request) ([][]Sequence
 	rngs := make([]*rand.Rand, rows)
 	scores := make([]float64, rows)
 	finished := make([]bool, rows)
-	tokens := make([]int64, 0, rows*len(req.start[0]))
 	for r := range seqs {
 		img := r / k
 		seqs[r] = append([]int64(nil), req.start[img]...)
-		tokens = append(tokens, req.start[img]...)
 		if st.Mode == spec.Nucleus {
 			rngs[r] = rowRNG(st.Seed, req.keys[img], r%k)
 		}
 	}
+	// batch[i] is the sequence the decoder's row i continues. An image whose rows have
+	// all emitted [SEP] leaves the batch: an image still decoding takes its place.
+	batch := make([]int, rows)
+	for i := range batch {
+		batch[i] = i
+	}
+	tokens := make([]int64, 0, rows*len(req.start[0]))
+	for _, r := range batch {
+		tokens = append(tokens, seqs[r]...)
+	}
 	outer := torch.NewScope()
 	defer outer.Close()
 	width := len(req.start[0])
-	for len(seqs[0]) < st.MaxLength {
+	for length := width; length < st.MaxLength && len(batch) > 0; length++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		bseqs, brngs := make([][]int64, len(batch)), make([]*rand.Rand, len(batch))
+		for i, r := range batch {
+			bseqs[i], brngs[i] = seqs[r], rngs[r]
+		}
 		s := outer.Child()
-		next, logp, err := nextTokens(s, dec, req, tokens, rows, width, seqs, rngs)
+		next, logp, err := nextTokens(s, dec, req, tokens, len(batch), width, bseqs, brngs)
 		s.Close()
 		if err != nil {
 			return nil, err
 		}
-		done := true
-		for r := range seqs {
+		for i, r := range batch {
 			if finished[r] {
-				next[r] = req.padID
+				next[i] = req.padID // rows stay as long as one another (their image's others decode on)
 			} else {
-				scores[r] += logp[r]
-				finished[r] = next[r] == req.sepID
+				scores[r] += logp[i]
+				finished[r] = next[i] == req.sepID
 			}
-			seqs[r] = append(seqs[r], next[r])
-			done = done && finished[r]
+			seqs[r] = append(seqs[r], next[i])
 		}
 		tokens, width = next, 1
-		if done {
-			break
+		if length+1 < st.MaxLength {
+			if batch, tokens, err = retainDecoding(dec, batch, tokens, finished, k); err != nil {
+				return nil, err
+			}
 		}
 	}
 	out := make([][]Sequence, len(req.start))
@@ -120,6 +136,57 @@ func sampleOrGreedy(ctx context.Context, dec stepper, req request) ([][]Sequence
 		out[r/k] = append(out[r/k], Sequence{IDs: trimPadding(s, req.sepID), Score: scores[r]})
 	}
 	return out, nil
+}
+
+// retainDecoding drops from the batch the images whose k rows have all finished: the last
+// images still decoding move into their places (so each moves once, and only its own
+// state is copied), and the batch shrinks. It returns the new batch and its next tokens.
+func retainDecoding(dec stepper, batch []int, tokens []int64, finished []bool, k int) ([]int, []int64, error) {
+	images := len(batch) / k
+	done := func(img int) bool {
+		for _, r := range batch[img*k : (img+1)*k] {
+			if !finished[r] {
+				return false
+			}
+		}
+		return true
+	}
+	var holes, movers []int
+	kept := 0
+	for img := range images {
+		if !done(img) {
+			kept++
+		}
+	}
+	if kept == images {
+		return batch, tokens, nil
+	}
+	for img := range images {
+		switch {
+		case img < kept && done(img):
+			holes = append(holes, img)
+		case img >= kept && !done(img):
+			movers = append(movers, img)
+		}
+	}
+	units := make([]int64, kept)
+	for j := range units {
+		units[j] = int64(j)
+	}
+	for i, h := range holes {
+		units[h] = int64(movers[i])
+	}
+	if kept > 0 {
+		if err := dec.Retain(units, k); err != nil {
+			return nil, nil, err
+		}
+	}
+	nb, nt := make([]int, 0, kept*k), make([]int64, 0, kept*k)
+	for _, u := range units {
+		nb = append(nb, batch[int(u)*k:(int(u)+1)*k]...)
+		nt = append(nt, tokens[int(u)*k:(int(u)+1)*k]...)
+	}
+	return nb, nt, nil
 }
 
 // nextTokens runs one decoding step and picks every row's next token, returning also

@@ -35,6 +35,8 @@ func (m *markov) Step(s *torch.Scope, tokens []int64, rows, width int) *torch.Te
 
 func (m *markov) Reorder(from []int64) error { return nil }
 
+func (m *markov) Retain(units []int64, groups int) error { return nil }
+
 func toy() *markov {
 	return &markov{next: map[int64][]float64{
 		2: {1e-12, 0.5, 0.3, 0.2},

@@ -73,7 +73,7 @@ func compareScoresWith(t *testing.T, scorer *Scorer, dir, goldPath, itmKey strin
 	t.Cleanup(sc.Close)
 	var img *torch.Tensor
 	torch.NoGrad(func() { img = m.EncodeImage(sc.Ref(in["pixel_values"]), false) })
-	ids, mask := sc.Ref(in["input_ids"]), sc.Ref(in["attention_mask"])
+	ids, mask := sc.Ref(in["input_ids"]).ToDevice(img.Device()), sc.Ref(in["attention_mask"]).ToDevice(img.Device())
 	owner := make([]int64, img.Size(0))
 	for i := range owner {
 		owner[i] = int64(i)

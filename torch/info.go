@@ -16,12 +16,14 @@ import (
 // By default matmuls use every CPU (OpenBLAS's own pool) and libtorch's other ops run on
 // the calling thread: its OpenMP pool spins between ops, and on a few cores shared with
 // the Go runtime (decoding, I/O) and other processes that spinning costs more than the
-// parallel elementwise ops gain (measured in BenchmarkThreads). OMP_NUM_THREADS or
-// SetNumThreads choose otherwise.
+// parallel elementwise ops gain (measured in BenchmarkThreads). Ops over many elements
+// (SetBulkThreads, memory.go) are the exception: they use every CPU too. OMP_NUM_THREADS
+// or SetNumThreads choose otherwise.
 func init() {
 	if os.Getenv("OMP_NUM_THREADS") == "" {
 		C.ct_set_num_threads(1)
 		C.ct_set_blas_threads(C.int(runtime.NumCPU()))
+		C.ct_set_bulk_threads(C.int(runtime.NumCPU()))
 	}
 }
 
@@ -87,8 +89,12 @@ func BLASInfo() (BLAS, error) {
 	return b, nil
 }
 
-// SetNumThreads sets the threads libtorch and OpenBLAS use for one op (n > 0).
-func SetNumThreads(n int) { C.ct_set_num_threads(C.int(n)) }
+// SetNumThreads sets the threads libtorch and OpenBLAS use for one op (n > 0), whatever
+// its size.
+func SetNumThreads(n int) {
+	C.ct_set_num_threads(C.int(n))
+	C.ct_set_bulk_threads(C.int(n))
+}
 
 // NumThreads is the thread count libtorch uses for one op.
 func NumThreads() int { return int(C.ct_get_num_threads()) }

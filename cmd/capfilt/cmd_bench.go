@@ -16,7 +16,7 @@ import (
 
 func newBenchCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure capfilt's own speed"}
-	cmd.AddCommand(newBenchPipelineCommand(a), newBenchTrainCommand(a))
+	cmd.AddCommand(newBenchPipelineCommand(a), newBenchTrainCommand(a), newBenchModelCommand())
 	return cmd
 }
 

@@ -56,6 +56,16 @@ void ct_set_num_threads(int n);  /* libtorch's intra-op threads and OpenBLAS's *
 int ct_get_num_threads(void);
 void ct_set_blas_threads(int n); /* OpenBLAS's alone */
 int ct_get_blas_threads(void);   /* 0 when the BLAS is not OpenBLAS */
+void ct_set_bulk_threads(int n); /* libtorch's threads for ops over >= 2^18 elements (memory.cpp) */
+int ct_get_bulk_threads(void);
+/* host memory: the malloc arena limit the shim set at load (0: left to glibc) */
+int ct_malloc_arenas(void);
+int ct_release_host_memory(void); /* cached buffers and freed heap back to the OS; 1 if any heap was */
+/* the large-buffer cache's bytes live, kept and most live at once, and its hits and misses;
+ * returns 0 (and writes nothing) when the cache is not in use */
+/* turns the large-buffer cache on or off; 0 if this build cannot (libtorch >= 2 has none) */
+int ct_set_buffer_cache(int on);
+int ct_buffer_cache_stats(int64_t *live, int64_t *cached, int64_t *peak_live, int64_t *hits, int64_t *misses);
 int ct_cuda_is_available(void);
 int ct_cuda_device_count(void);
 int ct_cuda_compiled(void);                 /* 1 if the shim was built with CUDA support */

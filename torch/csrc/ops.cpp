@@ -1,4 +1,5 @@
 // Elementwise, shape, reduction and neural-network ops.
+#include <algorithm>
 #include <cmath>
 
 #include "shim.h"
@@ -29,20 +30,53 @@ at::Tensor explicit_attention(const at::Tensor &q, const at::Tensor &k, const at
   // Scaling q rather than the scores touches L·d values instead of L·S; for a power-of-two
   // scale (head size 64: 1/8) the result is bit for bit the same.
   double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto scores = at::matmul(q * scale, k.transpose(-2, -1));
-  if (causal) {
-    auto keep = at::ones({q.size(-2), k.size(-2)}, q.options().dtype(at::kBool)).tril();
-    scores.masked_fill_(keep.logical_not(), -std::numeric_limits<double>::infinity());
+  c10::optional<at::Tensor> keep;
+  if (causal) keep = at::ones({q.size(-2), k.size(-2)}, q.options().dtype(at::kBool)).tril();
+  auto scores_of = [&](const at::Tensor &q, const at::Tensor &k, const c10::optional<at::Tensor> &mask) {
+    auto scores = at::matmul(q * scale, k.transpose(-2, -1));
+    if (keep) scores.masked_fill_(keep->logical_not(), -std::numeric_limits<double>::infinity());
+    if (mask && mask->defined()) {
+      if (mask->scalar_type() == at::kBool)
+        scores.masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
+      else
+        scores.add_(*mask);
+    }
+    return scores;
+  };
+  bool grad = at::GradMode::is_enabled() &&
+              (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask && mask->requires_grad()));
+  if (grad || dropout_p > 0) {
+    auto probs = at::softmax(scores_of(q, k, mask), -1);
+    if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
+    return at::matmul(probs, v);
   }
-  if (mask && mask->defined()) {
-    if (mask->scalar_type() == at::kBool)
-      scores.masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
-    else
-      scores.add_(*mask);
+  // Without autograd the scores are dead once normalised, so softmax runs in place, and
+  // large ones are formed a few heads at a time: a ViT-B layer at batch 8 would hold
+  // [8, 12, 577, 577] scores (128 MB) at once, a 32 MB chunk gives the same numbers (each
+  // head's products and softmax are the same calls on the same values).
+  auto one = [&](const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const c10::optional<at::Tensor> &mask) {
+    auto scores = scores_of(q, k, mask);
+    at::_softmax_out(scores, scores, -1, false);
+    return at::matmul(scores, v);
+  };
+  constexpr int64_t kChunkBytes = int64_t(32) << 20;
+  if (q.dim() < 3 || k.dim() != q.dim() || v.dim() != q.dim() || q.size(-3) != k.size(-3) || q.size(-3) != v.size(-3))
+    return one(q, k, v, mask);
+  int64_t heads = q.size(-3);
+  auto lead = at::infer_size(q.sizes().slice(0, q.dim() - 2), k.sizes().slice(0, k.dim() - 2));
+  int64_t per_head = q.size(-2) * k.size(-2) * static_cast<int64_t>(q.element_size());
+  for (size_t i = 0; i + 1 < lead.size(); i++) per_head *= lead[i];
+  int64_t chunk = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(per_head, 1));
+  if (chunk >= heads) return one(q, k, v, mask);
+  bool mask_per_head = mask && mask->defined() && mask->dim() >= 3 && mask->size(-3) == heads && heads > 1;
+  std::vector<at::Tensor> parts;
+  for (int64_t h = 0; h < heads; h += chunk) {
+    int64_t n = std::min(chunk, heads - h);
+    c10::optional<at::Tensor> m = mask;
+    if (mask_per_head) m = mask->narrow(-3, h, n);
+    parts.push_back(one(q.narrow(-3, h, n), k.narrow(-3, h, n), v.narrow(-3, h, n), m));
   }
-  auto probs = at::softmax(scores, -1);
-  if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
-  return at::matmul(probs, v);
+  return at::cat(parts, -3);
 }
 
 }  // namespace
@@ -52,6 +86,7 @@ extern "C" {
 ct_error ct_unary(int op, ct_tensor ha, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
+    ct::BulkThreads bulk(a.numel());
     at::Tensor r;
     switch (op) {
       case CT_NEG: r = at::neg(a); break;
@@ -80,6 +115,7 @@ ct_error ct_binary(int op, ct_tensor ha, ct_tensor hb, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
     const auto &b = T(hb);
+    ct::BulkThreads bulk(std::max(a.numel(), b.numel()));
     at::Tensor r;
     switch (op) {
       case CT_ADD: r = at::add(a, b); break;
@@ -108,6 +144,7 @@ ct_error ct_binary(int op, ct_tensor ha, ct_tensor hb, ct_tensor *out) {
 ct_error ct_binary_scalar(int op, ct_tensor ha, double s, int reversed, ct_tensor *out) {
   CT_TRY({
     const auto &a = T(ha);
+    ct::BulkThreads bulk(a.numel());
     at::Scalar sc(s);
     at::Tensor r;
     if (reversed) {
@@ -267,12 +304,17 @@ ct_error ct_sort(ct_tensor a, int64_t dim, int descending, ct_tensor *values, ct
 }
 
 ct_error ct_softmax(ct_tensor a, int64_t dim, int log, ct_tensor *out) {
-  CT_TRY(*out = wrap(log ? at::log_softmax(T(a), dim) : at::softmax(T(a), dim)))
+  CT_TRY({
+    ct::BulkThreads bulk(T(a).numel());
+    *out = wrap(log ? at::log_softmax(T(a), dim) : at::softmax(T(a), dim));
+  })
 }
 
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b, ct_tensor *out) {
   CT_TRY({
     const auto &in = T(x);
+    // The matmul is OpenBLAS's; the bias broadcast into the output is libtorch's.
+    ct::BulkThreads bulk(in.numel() / std::max<int64_t>(in.size(-1), 1) * T(w).size(0));
     if (b && in.dim() > 2) {
       // One GEMM with the bias inside it: libtorch 1.13's linear runs a [..., in] input
       // as a matmul and a second pass over the output to add the bias.
@@ -292,6 +334,7 @@ ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, int64_t stride_h, int6
   CT_TRY({
     c10::optional<at::Tensor> bias;
     if (b) bias = T(b);
+    ct::BulkThreads bulk(T(x).numel());  // oneDNN's convolution runs on the OpenMP pool
     *out = wrap(at::conv2d(T(x), T(w), bias, {stride_h, stride_w}, {pad_h, pad_w}));
   })
 }
@@ -307,6 +350,7 @@ ct_error ct_layer_norm(ct_tensor x, ct_tensor w, ct_tensor b, int64_t normalized
       throw std::invalid_argument("layer_norm over " + std::to_string(normalized_dims) + " dims of a " +
                                   std::to_string(t.dim()) + "-d tensor");
     auto shape = t.sizes().slice(static_cast<size_t>(t.dim() - normalized_dims));
+    ct::BulkThreads bulk(t.numel());
     c10::optional<at::Tensor> weight, bias;
     if (w) weight = T(w);
     if (b) bias = T(b);
@@ -355,6 +399,8 @@ ct_error ct_attention(ct_tensor q, ct_tensor k, ct_tensor v, ct_tensor mask, int
   CT_TRY({
     c10::optional<at::Tensor> m;
     if (mask) m = T(mask);
+    // Scores [..., Lq, Lk]: their scaling, masking, softmax and copies are libtorch's.
+    ct::BulkThreads bulk(T(q).numel() / std::max<int64_t>(T(q).size(-1), 1) * T(k).size(-2));
 #if TORCH_VERSION_MAJOR >= 2
     if (impl == 0 && !(causal && m)) {
       *out = wrap(at::scaled_dot_product_attention(T(q), T(k), T(v), m, dropout_p, causal != 0));

@@ -49,6 +49,20 @@ inline ct_error make_error(int code, const std::string &msg) {
 // Go runtime happens to call us from (libtorch keeps it per thread under OpenMP).
 void sync_threads();
 
+// BulkThreads gives one op libtorch's bulk thread count (ct_set_bulk_threads) for its
+// duration when it touches at least kBulkElements elements (memory.cpp says why).
+constexpr int64_t kBulkElements = int64_t(1) << 18;
+class BulkThreads {
+ public:
+  explicit BulkThreads(int64_t elements);
+  ~BulkThreads();
+  BulkThreads(const BulkThreads &) = delete;
+  BulkThreads &operator=(const BulkThreads &) = delete;
+
+ private:
+  int restore_ = 0;
+};
+
 inline ct_tensor wrap(at::Tensor t) { return new ct_tensor_s(std::move(t)); }
 inline const at::Tensor &T(ct_tensor h) { return h->t; }
 

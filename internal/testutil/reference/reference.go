@@ -20,8 +20,12 @@ import (
 // weights are not stored (base: 1.5 GB), see testdata/ref/README.md.
 var generatorSeeds = map[string]uint64{"base": 2}
 
-// Dir is testdata/golden, wherever the test runs from.
+// Dir is testdata/golden, wherever the test runs from; CAPFILT_GOLDEN_DIR names it for a
+// test binary run away from its source tree (scripts/gpu-check.sh).
 func Dir() string {
+	if d := os.Getenv("CAPFILT_GOLDEN_DIR"); d != "" {
+		return d
+	}
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "golden")
 }
@@ -52,8 +56,34 @@ func Tensors(t testing.TB, path string) map[string]*torch.Tensor {
 }
 
 // Model loads a reference case's checkpoint, or rebuilds it from the deterministic
-// generator where its weights are not stored, with the given parts.
+// generator where its weights are not stored, with the given parts, onto TestDevice.
 func Model(t testing.TB, name string, parts blip.Parts) *blip.Model {
+	t.Helper()
+	m := model(t, name, parts)
+	if dev := TestDevice(t); dev != torch.CPU {
+		if err := m.To(dev, torch.Float32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// TestDevice is where reference tests run their model: CAPFILT_TEST_DEVICE (cpu, cuda,
+// cuda:N; scripts/gpu-check.sh runs the goldens on a GPU with it), else the CPU.
+func TestDevice(t testing.TB) torch.Device {
+	t.Helper()
+	s := os.Getenv("CAPFILT_TEST_DEVICE")
+	if s == "" {
+		return torch.CPU
+	}
+	dev, err := torch.ParseDevice(s)
+	if err != nil {
+		t.Fatalf("CAPFILT_TEST_DEVICE: %v", err)
+	}
+	return dev
+}
+
+func model(t testing.TB, name string, parts blip.Parts) *blip.Model {
 	t.Helper()
 	dir := Case(t, name)
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
