@@ -219,8 +219,8 @@ done
 
 # ---- 4. fused attention
 if ((!dry)) && [[ -n "$python" ]]; then
-  step "fused attention" 60 sh -c "'$capfilt' bench model --device cuda --stages vit --images 1 --batch 1 --warmup 0 | grep attention: &&
-    '$capfilt' bench model --device cuda --stages vit --images 1 --batch 1 --warmup 0 | grep -q 'fused scaled_dot_product_attention' &&
+  step "fused attention" 60 sh -c "'$capfilt' bench model --device cuda --stages vit --bench-images 1 --batch 1 --warmup 0 | grep attention: &&
+    '$capfilt' bench model --device cuda --stages vit --bench-images 1 --batch 1 --warmup 0 | grep -q 'fused scaled_dot_product_attention' &&
     '$python' scripts/gpu_check.py sdpa"
 fi
 
@@ -232,8 +232,8 @@ if ((!dry)); then
 fi
 for dt in "${dtypes[@]}"; do
   for b in "${batches[@]}"; do
-    step "caption + filter, $preset, $dt, batch $b" 90 "$capfilt" bench model --preset "$preset" --device "$device" --dtype "$dt" \
-      --batch "$b" --images $((4 * b)) --warmup 1 --stages whole
+    step "caption + filter, $preset, $dt, batch $b" 90 "$capfilt" bench model --bench-preset "$preset" --device "$device" --dtype "$dt" \
+      --batch "$b" --bench-images $((4 * b)) --warmup 1 --stages whole
   done
 done
 if ((!dry)); then

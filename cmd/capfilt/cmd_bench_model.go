@@ -41,7 +41,7 @@ peak resident memory is its own:
   filter   ITM + ITC of one web and one synthetic caption per image, from image embeddings
   whole    pixels → ViT → caption → filter, one ViT pass shared, as the workers do
 
-For each it prints images/s over --images images after --warmup batches, the peak resident
+For each it prints images/s over --bench-images images after --warmup batches, the peak resident
 memory (VmHWM, reset after the weights and inputs are made) and that peak less the memory
 in use before the stage started. testdata/ref/bench_eager.py runs the same work in plain
 PyTorch and prints the same table; speeds compare only within one sitting.`,
@@ -58,19 +58,20 @@ PyTorch and prints the same table; speeds compare only within one sitting.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("preset", "tiny", "model size: tiny or base")
+	f.String("bench-preset", "tiny", "model size: tiny or base")
 	f.Int("batch", 8, "images per batch")
-	f.Int("images", 8, "images timed per stage")
+	f.Int("bench-images", 8, "images timed per stage")
 	f.Int("warmup", 1, "untimed batches before the timed ones")
 	f.String("stages", strings.Join(benchModelStages, ","), "stages to run, comma-separated")
-	f.Uint64("seed", 0, "seed of the weights, pixels and captions")
-	f.Bool("json", false, "print one JSON object per stage instead of the table")
+	f.Uint64("bench-seed", 0, "seed of the weights, pixels and captions")
+	f.Bool("json", false, "print JSON instead of text")
 	f.String("device", "cpu", "device: cpu, cuda or cuda:N")
 	f.String("dtype", "float32", "weights dtype: float32, or bfloat16/float16 on CUDA")
 	f.Bool("buffer-cache", true, "keep freed large tensor buffers for reuse (the shim's default; false to measure without)")
 	f.Int("bulk-threads", -1, "threads of ops over 2^18 elements (-1: the default, every CPU; 1: as small ops)")
 	f.String("run-stage", "", "run one stage in this process (what the child processes do)")
 	_ = f.MarkHidden("run-stage")
+	perInvocation(f, "bench-preset", "batch", "bench-images", "warmup", "stages", "bench-seed", "json", "buffer-cache", "bulk-threads", "run-stage")
 	return cmd
 }
 
@@ -93,11 +94,11 @@ type benchModelOptions struct {
 func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 	f := cmd.Flags()
 	var o benchModelOptions
-	o.preset, _ = f.GetString("preset")
+	o.preset, _ = f.GetString("bench-preset")
 	o.batch, _ = f.GetInt("batch")
-	o.images, _ = f.GetInt("images")
+	o.images, _ = f.GetInt("bench-images")
 	o.warmup, _ = f.GetInt("warmup")
-	o.seed, _ = f.GetUint64("seed")
+	o.seed, _ = f.GetUint64("bench-seed")
 	o.json, _ = f.GetBool("json")
 	o.runStage, _ = f.GetString("run-stage")
 	o.threads, _ = cmd.Flags().GetInt("threads")
@@ -140,8 +141,8 @@ func benchModelOptionsFrom(cmd *cobra.Command) (benchModelOptions, error) {
 	if o.runStage != "" && !isBenchStage(o.runStage) {
 		return o, usagef("run-stage %q: unknown stage", o.runStage)
 	}
-	o.passThroughArgs = []string{"--preset", o.preset, "--batch", strconv.Itoa(o.batch), "--images", strconv.Itoa(o.images),
-		"--warmup", strconv.Itoa(o.warmup), "--seed", strconv.FormatUint(o.seed, 10), "--threads", strconv.Itoa(o.threads),
+	o.passThroughArgs = []string{"--bench-preset", o.preset, "--batch", strconv.Itoa(o.batch), "--bench-images", strconv.Itoa(o.images),
+		"--warmup", strconv.Itoa(o.warmup), "--bench-seed", strconv.FormatUint(o.seed, 10), "--threads", strconv.Itoa(o.threads),
 		"--buffer-cache=" + strconv.FormatBool(o.bufferCache), "--bulk-threads", strconv.Itoa(o.bulkThreads),
 		"--device", dev, "--dtype", dt}
 	return o, nil

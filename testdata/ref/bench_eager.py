@@ -281,8 +281,8 @@ def run_stage(args):
 # ------------------------------------------------------------------ parent: children, table, ratio
 
 def child_args(args, stage):
-    return ["--preset", args.preset, "--batch", str(args.batch), "--images", str(args.images),
-            "--warmup", str(args.warmup), "--seed", str(args.seed), "--run-stage", stage]
+    return ["--bench-preset", args.preset, "--batch", str(args.batch), "--bench-images", str(args.images),
+            "--warmup", str(args.warmup), "--bench-seed", str(args.seed), "--run-stage", stage]
 
 
 def eager_child(args, stage):
@@ -293,8 +293,8 @@ def eager_child(args, stage):
 
 
 def capfilt_child(args, stage):
-    cmd = [args.capfilt, "bench", "model", "--json", "--stages", stage, "--preset", args.preset, "--batch",
-           str(args.batch), "--images", str(args.images), "--warmup", str(args.warmup), "--seed", str(args.seed)]
+    cmd = [args.capfilt, "bench", "model", "--json", "--stages", stage, "--bench-preset", args.preset, "--batch",
+           str(args.batch), "--bench-images", str(args.images), "--warmup", str(args.warmup), "--bench-seed", str(args.seed)]
     if args.capfilt_threads:
         cmd += ["--threads", str(args.capfilt_threads)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
