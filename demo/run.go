@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/capfilt/capfilt/coordinator"
@@ -32,6 +33,25 @@ type Config struct {
 	Threads int
 	Version string
 	Hooks   Hooks
+	// Runner, when set, runs each seed instead of this process (the command runs each
+	// in a child process), Parallel of them at once; nil runs them here, one by one.
+	Runner   SeedRunner
+	Parallel int
+}
+
+// SeedRunner runs one seed of cfg's demo (RunSeed, somewhere) and returns what it measured.
+type SeedRunner func(ctx context.Context, cfg Config, seed uint64) (*SeedOutcome, error)
+
+// SeedOutcome is one seed's demo: its measurements and the time of each of its stages.
+// RunSeed writes it to the seed's folder as seed.json.
+type SeedOutcome struct {
+	Result SeedResult  `json:"result"`
+	Stages []StageTime `json:"stages"`
+}
+
+// SeedFile is where RunSeed writes a seed's outcome, in the seed's folder under the workdir.
+func SeedFile(workdir string, seed uint64) string {
+	return filepath.Join(workdir, seedFolder(seed), "seed.json")
 }
 
 // Hooks are how a caller watches a demo.
@@ -98,13 +118,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	began := time.Now()
 	res := &Result{Recipe: cfg.Recipe, Version: cfg.Version, Threads: cfg.Threads}
-	for _, seed := range cfg.Seeds {
-		s := &seedRun{cfg: cfg, seed: seed, dir: filepath.Join(cfg.Workdir, seedFolder(seed)), res: res}
-		sr, err := s.run(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("demo seed %d: %w", seed, err)
-		}
-		res.Seeds = append(res.Seeds, *sr)
+	outcomes, err := runSeeds(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outcomes {
+		res.Seeds = append(res.Seeds, o.Result)
+		res.Stages = append(res.Stages, o.Stages...)
 	}
 	res.Table = NewTable(res.Seeds)
 	res.Seconds = time.Since(began).Seconds()
@@ -112,6 +132,88 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// runSeeds runs every seed, through cfg.Runner (cfg.Parallel at once) or here, and
+// returns their outcomes in the order of cfg.Seeds. The first seed to fail stops the others.
+func runSeeds(ctx context.Context, cfg Config) ([]*SeedOutcome, error) {
+	out := make([]*SeedOutcome, len(cfg.Seeds))
+	if cfg.Runner == nil {
+		for i, seed := range cfg.Seeds {
+			o, err := RunSeed(ctx, cfg, seed)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = o
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	slots := make(chan struct{}, max(1, cfg.Parallel))
+	var wg sync.WaitGroup
+	for i, seed := range cfg.Seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-slots }()
+			o, err := cfg.Runner(ctx, cfg, seed)
+			if err != nil {
+				cancel(fmt.Errorf("demo seed %d: %w", seed, err))
+				return
+			}
+			out[i] = o
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RunSeed runs one seed's demo into its folder under cfg.Workdir (which Run prepared),
+// writes its outcome there (SeedFile) and returns it.
+func RunSeed(ctx context.Context, cfg Config, seed uint64) (*SeedOutcome, error) {
+	if cfg.Workers < 1 {
+		cfg.Workers = 2
+	}
+	if cfg.Hooks.Log == nil {
+		cfg.Hooks.Log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{}
+	s := &seedRun{cfg: cfg, seed: seed, dir: filepath.Join(cfg.Workdir, seedFolder(seed)), res: res}
+	sr, err := s.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("demo seed %d: %w", seed, err)
+	}
+	o := &SeedOutcome{Result: *sr, Stages: res.Stages}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(SeedFile(cfg.Workdir, seed), data, 0o644); err != nil {
+		return nil, fmt.Errorf("demo seed %d: %w", seed, err)
+	}
+	return o, nil
+}
+
+// ReadSeedFile reads the outcome RunSeed wrote for seed.
+func ReadSeedFile(workdir string, seed uint64) (*SeedOutcome, error) {
+	data, err := os.ReadFile(SeedFile(workdir, seed))
+	if err != nil {
+		return nil, fmt.Errorf("demo seed %d: %w", seed, err)
+	}
+	var o SeedOutcome
+	if err := json.Unmarshal(data, &o); err != nil {
+		return nil, fmt.Errorf("demo seed %d: %s: %w", seed, SeedFile(workdir, seed), err)
+	}
+	return &o, nil
 }
 
 func seedFolder(seed uint64) string { return fmt.Sprintf("seed-%d", seed) }

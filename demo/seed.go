@@ -83,7 +83,7 @@ func (s *seedRun) run(ctx context.Context) (*SeedResult, error) {
 	if captioner, err = s.finetune(ctx, "finetune captioner", trainer.TaskCaption, pre[RowBaseline], r.Caption); err != nil {
 		return nil, err
 	}
-	if filter, err = s.finetune(ctx, "finetune filter", trainer.TaskRetrieval, pre[RowBaseline], r.Retrieval); err != nil {
+	if filter, err = s.finetune(ctx, "finetune filter", trainer.TaskRetrieval, pre[RowBaseline], r.Filter); err != nil {
 		return nil, err
 	}
 
@@ -135,14 +135,19 @@ func (s *seedRun) run(ctx context.Context) (*SeedResult, error) {
 	for _, row := range Rows {
 		var rr RowResult
 		if err := s.timed("evaluate "+row, func() (err error) {
-			cap, filt := captioner, filter
+			// Every row is finetuned for the evaluation with the same recipe. The baseline's
+			// captioner is CapFilt's (the same recipe from the same model); CapFilt's filter
+			// had a longer finetune of its own (Recipe.Filter), so the baseline gets the
+			// evaluation's like every other row.
+			cap := captioner
 			if row != RowBaseline {
-				if cap, err = s.finetuneQuiet(ctx, row+" caption", trainer.TaskCaption, pre[row], r.Caption); err != nil {
+				if cap, err = s.finetuneQuiet(ctx, row+" caption", trainer.TaskCaption, pre[row], r.Caption, "caption"); err != nil {
 					return err
 				}
-				if filt, err = s.finetuneQuiet(ctx, row+" retrieval", trainer.TaskRetrieval, pre[row], r.Retrieval); err != nil {
-					return err
-				}
+			}
+			filt, err := s.finetuneQuiet(ctx, row+" retrieval", trainer.TaskRetrieval, pre[row], r.Retrieval, "eval-retrieval")
+			if err != nil {
+				return err
 			}
 			rr, err = s.evaluate(ctx, row, cap, filt)
 			return err
@@ -178,13 +183,14 @@ func (s *seedRun) pretrain(ctx context.Context, row, init string, data []trainer
 // finetune runs a captioner or filter finetune of the pretrained model from, as its own stage.
 func (s *seedRun) finetune(ctx context.Context, stage string, task trainer.Task, from string, t Training) (string, error) {
 	var out string
-	err := s.timed(stage, func() (err error) { out, err = s.finetuneQuiet(ctx, stage, task, from, t); return err })
+	err := s.timed(stage, func() (err error) { out, err = s.finetuneQuiet(ctx, stage, task, from, t, string(task)); return err })
 	return out, err
 }
 
-// finetuneQuiet is a finetune on the annotated set inside another stage.
-func (s *seedRun) finetuneQuiet(ctx context.Context, name string, task trainer.Task, from string, t Training) (string, error) {
-	out := filepath.Join(from + "-" + string(task))
+// finetuneQuiet is a finetune on the annotated set inside another stage, into the
+// folder beside from named with suffix.
+func (s *seedRun) finetuneQuiet(ctx context.Context, name string, task trainer.Task, from string, t Training, suffix string) (string, error) {
+	out := from + "-" + suffix
 	data := []trainer.DataSource{{Kind: trainer.SourceCOCO, Location: s.world.Annotated.Annotations}}
 	captions := 0
 	for _, img := range s.world.Annotated.Images {

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,10 +25,15 @@ import (
 // demoOptions are one demo. None is read from the environment or capfilt.yaml: they
 // describe this one invocation.
 type demoOptions struct {
-	Quick   bool
-	Workdir string
-	Workers int
-	Seeds   []uint
+	Quick    bool
+	Workdir  string
+	Workers  int
+	Seeds    []uint
+	Parallel int
+	// RunSeed is a child process's one seed, Bars whether it draws progress bars
+	// (hidden: what the demo starts).
+	RunSeed int64
+	Bars    bool
 }
 
 // demoWorkers is how many CapFilt workers the demo runs when --workers is not given:
@@ -66,8 +77,13 @@ shows the pipeline working; its numbers are too noisy to show the effect. CapFil
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			cfg.Version, cfg.Threads = capfiltVersion(), a.global.Threads
-			cfg.Hooks = a.demoHooks()
+			cfg.Version, cfg.Threads = capfiltVersion(), 1
+			if o.RunSeed >= 0 {
+				cfg.Hooks = a.demoHooks(o.Bars)
+				_, err := demo.RunSeed(ctx, cfg, uint64(o.RunSeed))
+				return err
+			}
+			cfg.Runner, cfg.Parallel = o.seedProcess(a), o.Parallel
 			res, err := demo.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -87,7 +103,12 @@ shows the pipeline working; its numbers are too noisy to show the effect. CapFil
 	f.StringVar(&o.Workdir, "workdir", "capfilt-demo", "folder for the worlds, models, CapFilt outputs and the report")
 	f.IntVar(&o.Workers, "workers", 1, "workers in this process (on one GPU, or sharing the CPU)")
 	f.UintSliceVar(&o.Seeds, "seeds", nil, "seeds to run, each a world, initial model, data order and samples of its own (default: the recipe's)")
-	perInvocation(f, "quick", "workdir", "workers", "seeds")
+	f.IntVar(&o.Parallel, "parallel", min(2, runtime.NumCPU()), "seeds run at once, each in a process of its own with one thread per op (the numbers do not depend on it)")
+	f.Int64Var(&o.RunSeed, "run-seed", -1, "run this one seed of the demo in --workdir and write its seed.json (what the demo's child processes do)")
+	f.BoolVar(&o.Bars, "bars", false, "with --run-seed: draw progress bars")
+	_ = f.MarkHidden("run-seed")
+	_ = f.MarkHidden("bars")
+	perInvocation(f, "quick", "workdir", "workers", "seeds", "parallel", "run-seed", "bars")
 	return cmd
 }
 
@@ -112,11 +133,47 @@ func (o demoOptions) config(cmd *cobra.Command) (demo.Config, error) {
 	if o.Workdir == "" {
 		return cfg, usagef("no workdir given (--workdir)")
 	}
+	if o.Parallel < 1 {
+		return cfg, usagef("parallel (from --parallel): %d: must be at least 1", o.Parallel)
+	}
 	return cfg, nil
 }
 
-// demoHooks draw one progress bar per stage on stderr.
-func (a *app) demoHooks() demo.Hooks {
+// seedProcess runs each seed as `capfilt demo --run-seed S` in a child process with one
+// thread per op (so that a seed's numbers are the same however many run at once), its
+// stage lines passed through to stderr, and reads back the seed.json it writes.
+func (o demoOptions) seedProcess(a *app) demo.SeedRunner {
+	return func(ctx context.Context, cfg demo.Config, seed uint64) (*demo.SeedOutcome, error) {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"demo", "--run-seed", strconv.FormatUint(seed, 10), "--workdir", cfg.Workdir,
+			"--workers", strconv.Itoa(cfg.Workers), "--threads", "1"}
+		if o.Quick {
+			args = append(args, "--quick")
+		}
+		if !a.quiet() {
+			args = append(args, "--log-level", a.global.LogLevel)
+		}
+		if cfg.Parallel == 1 || len(cfg.Seeds) == 1 {
+			args = append(args, "--bars")
+		}
+		c := exec.CommandContext(ctx, self, args...)
+		c.Stdout, c.Stderr = a.stderr, a.stderr
+		c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+		c.WaitDelay = 10 * time.Second
+		if err := c.Run(); err != nil {
+			return nil, fmt.Errorf("%s: %w", strings.Join(c.Args, " "), err)
+		}
+		return demo.ReadSeedFile(cfg.Workdir, seed)
+	}
+}
+
+// demoHooks write a line as each stage starts and ends on stderr, and with bars one
+// progress bar per stage (a child process, whose lines interleave with its siblings',
+// draws none).
+func (a *app) demoHooks(bars bool) demo.Hooks {
 	var bar *progressbar.ProgressBar
 	var current string
 	newBar := func(name string, total int, unit string) {
@@ -133,7 +190,7 @@ func (a *app) demoHooks() demo.Hooks {
 	if a.quiet() { // the bars stand alone unless --log-level asked for lines
 		log = slog.New(slog.DiscardHandler)
 	}
-	return demo.Hooks{
+	h := demo.Hooks{
 		Log: log,
 		Stage: func(ev demo.StageEvent) {
 			if !ev.Done {
@@ -157,4 +214,8 @@ func (a *app) demoHooks() demo.Hooks {
 			bar.Set(st.ByState[pipeline.Done] + st.ByState[pipeline.Dead])
 		},
 	}
+	if !bars {
+		h.Train, h.CapFilt = nil, nil
+	}
+	return h
 }
