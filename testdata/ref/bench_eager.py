@@ -281,8 +281,8 @@ def run_stage(args):
 # ------------------------------------------------------------------ parent: children, table, ratio
 
 def child_args(args, stage):
-    return ["--bench-preset", args.preset, "--batch", str(args.batch), "--bench-images", str(args.images),
-            "--warmup", str(args.warmup), "--bench-seed", str(args.seed), "--run-stage", stage]
+    return ["--preset", args.preset, "--batch", str(args.batch), "--images", str(args.images),
+            "--warmup", str(args.warmup), "--seed", str(args.seed), "--run-stage", stage]
 
 
 def eager_child(args, stage):
