@@ -92,6 +92,13 @@ func benchForward(b *testing.B, flopsPerCall float64, forward func(st *torch.Sco
 	return sec
 }
 
+// benchPixels is a batch of random pixels [batch, 3, size, size], tracked by s.
+func benchPixels(s *torch.Scope, batch, size int64) *torch.Tensor {
+	g := torch.NewGenerator(1)
+	defer g.Close()
+	return s.Track(torch.Randn(g, torch.Float32, torch.CPU, batch, 3, size, size))
+}
+
 // BenchmarkViTBase384 runs ViT-B/16 at 384 px on batches of 8 and reports images/s and
 // the achieved GFLOP/s as a fraction of the large-matmul rate of the same run.
 func BenchmarkViTBase384(b *testing.B) {
@@ -99,9 +106,7 @@ func BenchmarkViTBase384(b *testing.B) {
 	m := benchBase(b)
 	s := torch.NewScope()
 	defer s.Close()
-	g := torch.NewGenerator(1)
-	px := s.Track(torch.Randn(g, torch.Float32, torch.CPU, 8, 3, 384, 384))
-	g.Close()
+	px := benchPixels(s, 8, 384)
 	sec := benchForward(b, vitFLOPs(m.Config.Vision, 384)*8, func(st *torch.Scope) *torch.Tensor {
 		return m.EncodeImage(st.Ref(px), false)
 	})
