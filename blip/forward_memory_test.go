@@ -164,7 +164,9 @@ func TestBackwardThroughScopedForwardsMatchesFiniteDifferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Free()
-	// Float32 forwards leave the differences a noise floor of a few 1e-6 (h = 1e-2).
+	// Float32 forwards leave the differences a noise floor that varies with the threads'
+	// summation order: up to 7e-6 seen (h = 1e-2), so gradients under about 1e-4 are
+	// compared only to within 1.5e-5.
 	const h = 1e-2
 	for k, name := range probe {
 		w, ok := m.Param(name)
@@ -203,7 +205,7 @@ func TestBackwardThroughScopedForwardsMatchesFiniteDifferences(t *testing.T) {
 			}
 			got := float64(gs[i])
 			t.Logf("%s[%d]: backward %.6g, finite difference %.6g", name, i, got, fd)
-			if math.Abs(got-fd) > 2e-2*math.Max(math.Abs(got), math.Abs(fd))+5e-6 {
+			if math.Abs(got-fd) > 2e-2*math.Max(math.Abs(got), math.Abs(fd))+1.5e-5 {
 				t.Errorf("%s[%d]: backward gives %.6g, finite differences %.6g", name, i, got, fd)
 			}
 		}
