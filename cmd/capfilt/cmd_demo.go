@@ -66,9 +66,11 @@ noise by kind, the captioner's attribute accuracy, the noise ratio the filter re
 nucleus and beam captions, and the time of every stage, and writes DIR/report.html (loss
 curves, score histograms, a gallery of captions kept and rejected), DIR/table.txt and
 DIR/demo.json. Every number is measured in the run; the same seeds on the same machine give
-the same table. --quick is a smaller world and shorter runs (about 3 minutes on 2 cores) that
-shows the pipeline working; its numbers are too noisy to show the effect. CapFilt runs with
-2 workers unless --workers is given. A DIR holding an earlier demo is replaced.`,
+the same table: each seed runs in a child process with one thread per op, --parallel of them
+at once. The default (seeds 1 and 2) took 8.5 minutes on 2 cores; --quick, a smaller world and
+shorter runs, about 1 minute, shows the pipeline working, but its numbers are too noisy to
+show the effect. CapFilt runs with 2 workers unless --workers is given. A DIR holding an
+earlier demo is replaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.config(cmd)
