@@ -78,12 +78,14 @@ func (c *Coordinator) Retry(ctx context.Context, req RetryRequest) ([]pipeline.S
 	return out, nil
 }
 
+// findShard finds a shard of the run by its id, input URL, stem, or output file name
+// (STEM.parquet, or STEM.tar for --output-format wds).
 func findShard(states map[string]pipeline.ShardState, name string) (pipeline.ShardState, bool) {
 	if st, ok := states[name]; ok {
 		return st, true
 	}
 	for _, st := range states {
-		if st.Shard.URL.String() == name || st.Shard.Stem() == name || st.Shard.Stem()+".parquet" == name {
+		if st.Shard.URL.String() == name || st.Shard.Stem() == name || st.Shard.Stem()+".parquet" == name || st.Shard.Stem()+".tar" == name {
 			return st, true
 		}
 	}
