@@ -18,6 +18,7 @@ ARG GO_IMAGE=golang:1.26-bookworm
 ARG PYTORCH_TAG=2.5.1-cuda12.4-cudnn9
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 ARG VERSION=dev
+ARG BUILD=unknown
 
 # Only its Go toolchain is used: a static tree that runs on Debian and Ubuntu alike.
 FROM ${GO_IMAGE} AS go
@@ -25,6 +26,7 @@ FROM ${GO_IMAGE} AS go
 # ---- CPU build: exactly `make setup` (Debian's libtorch-dev 1.13, OpenBLAS checked) ----
 FROM ${DEBIAN_IMAGE} AS build-cpu
 ARG VERSION
+ARG BUILD
 COPY --from=go /usr/local/go /usr/local/go
 ENV PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local
 WORKDIR /src
@@ -33,14 +35,16 @@ RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
 COPY . .
 # setup.sh installs libtorch-dev and OpenBLAS, fails unless libtorch loads OpenBLAS, builds
 # the shim (scripts/build-torch-shim.sh) and bin/capfilt. The second make relinks the
-# binary stripped and stamped with VERSION (.git is not in the build context).
+# binary stripped and stamped with VERSION and BUILD (.git is not in the build context:
+# docker build --build-arg VERSION=$(git describe --always) --build-arg BUILD=$(git rev-parse --short=12 HEAD)).
 RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     scripts/setup.sh \
- && make build-go VERSION="${VERSION}" LDFLAGS="-s -w -X main.version=${VERSION}"
+ && make build-go VERSION="${VERSION}" LDFLAGS="-s -w -X main.version=${VERSION} -X main.build=${BUILD}"
 
 # ---- CUDA build: the shim against the libtorch inside PyTorch's Python package ---------
 FROM pytorch/pytorch:${PYTORCH_TAG}-devel AS build-cuda
 ARG VERSION
+ARG BUILD
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++ make git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -53,7 +57,7 @@ COPY . .
 RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     LIBTORCH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')" \
     CUDA_HOME=/usr/local/cuda scripts/build-torch-shim.sh \
- && make build-go VERSION="${VERSION}" LDFLAGS="-s -w -X main.version=${VERSION}"
+ && make build-go VERSION="${VERSION}" LDFLAGS="-s -w -X main.version=${VERSION} -X main.build=${BUILD}"
 
 # ---- CPU runtime -----------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS runtime-cpu
