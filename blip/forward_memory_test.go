@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/capfilt/capfilt/internal/testutil"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -76,20 +76,15 @@ func TestViTForwardPeaksWithinOneLayersActivations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a 4-layer ViT-B")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestViTForwardPeakHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "CAPFILT_FORWARD_MEMORY_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
+	out := testutil.RunHelper(t, "TestViTForwardPeakHelper", "CAPFILT_FORWARD_MEMORY_CHILD=1")
 	var peak int64 = -1
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "FORWARD_PEAK_OVER_SETUP ") {
 			peak, _ = strconv.ParseInt(strings.Fields(line)[1], 10, 64)
 		}
 	}
 	if peak < 0 {
-		if strings.Contains(string(out), "cannot reset the peak RSS") {
+		if strings.Contains(out, "cannot reset the peak RSS") {
 			t.Skip("the kernel cannot reset the peak RSS here")
 		}
 		t.Fatalf("helper printed no peak:\n%s", out)

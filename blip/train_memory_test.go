@@ -3,14 +3,12 @@ package blip
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/capfilt/capfilt/internal/testutil"
 	"github.com/capfilt/capfilt/torch"
 )
 
@@ -60,24 +58,8 @@ func TestTrainingMemoryHelper(t *testing.T) {
 // (deterministically, by its scope: the count is exact with the garbage collector off)
 // and resident memory does not grow with the steps.
 func TestTrainingStepsHoldFlatMemory(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestTrainingMemoryHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "CAPFILT_TRAIN_MEMORY_HELPER=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	vals := map[string]float64{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if rest, ok := strings.CutPrefix(line, "TRAIN_MEMORY "); ok {
-			for _, kv := range strings.Fields(rest) {
-				k, v, _ := strings.Cut(kv, "=")
-				vals[k], _ = strconv.ParseFloat(v, 64)
-			}
-		}
-	}
-	if len(vals) == 0 {
-		t.Fatalf("helper printed nothing:\n%s", out)
-	}
+	out := testutil.RunHelper(t, "TestTrainingMemoryHelper", "CAPFILT_TRAIN_MEMORY_HELPER=1")
+	vals := testutil.HelperValues(t, out, "TRAIN_MEMORY")
 	before, after := vals["rss_before_kb"], vals["rss_after_kb"]
 	t.Logf("RSS %.1f MB before, %.1f MB after %v training steps (%v ms/step); one step left %v tensor handles",
 		before/1e3, after/1e3, vals["steps"], vals["ms_per_step"], vals["leaked_handles"])

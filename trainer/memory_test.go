@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capfilt/capfilt/internal/testutil"
 	"github.com/capfilt/capfilt/synth"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -65,24 +65,8 @@ func TestTrainMemoryHelper(t *testing.T) {
 // checkpoints, epoch restarts of the loader and the log on the way) the live tensor
 // handles do not change and resident memory grows by less than 3 MB.
 func TestTrainingLoopHoldsFlatMemory(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestTrainMemoryHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "CAPFILT_TRAINER_MEMORY_HELPER=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	vals := map[string]float64{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if rest, ok := strings.CutPrefix(line, "TRAINER_MEMORY "); ok {
-			for _, kv := range strings.Fields(rest) {
-				k, v, _ := strings.Cut(kv, "=")
-				vals[k], _ = strconv.ParseFloat(v, 64)
-			}
-		}
-	}
-	if len(vals) == 0 {
-		t.Fatalf("helper printed nothing:\n%s", out)
-	}
+	out := testutil.RunHelper(t, "TestTrainMemoryHelper", "CAPFILT_TRAINER_MEMORY_HELPER=1")
+	vals := testutil.HelperValues(t, out, "TRAINER_MEMORY")
 	t.Logf("handles %v → %v, RSS %.1f MB → %.1f MB from step 200 to 1000 (%v ms/step)", vals["handles_200"], vals["handles_1000"],
 		vals["rss_200_kb"]/1e3, vals["rss_1000_kb"]/1e3, vals["ms_per_step"])
 	if vals["handles_200"] != vals["handles_1000"] {
