@@ -15,6 +15,7 @@ import (
 // command line it was given (worker processes of the CLI tests and of bench pipeline).
 func TestMain(m *testing.M) {
 	if os.Getenv("CAPFILT_MAIN") == "1" {
+		passiveOpenMP()
 		os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

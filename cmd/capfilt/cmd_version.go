@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 
@@ -80,6 +82,8 @@ type versionInfo struct {
 	BLAS        torch.BLAS   `json:"blas"`
 	Threads     int          `json:"threads"`
 	BLASThreads int          `json:"blas_threads"`
+	BulkThreads int          `json:"bulk_threads"`
+	OMPWait     string       `json:"omp_wait_policy"`
 	Devices     []deviceInfo `json:"devices"`
 }
 
@@ -94,6 +98,8 @@ func collectVersion() (versionInfo, error) {
 		CUDACompile: torch.CUDACompiled(),
 		Threads:     torch.NumThreads(),
 		BLASThreads: torch.BLASThreads(),
+		BulkThreads: torch.BulkThreads(),
+		OMPWait:     os.Getenv("OMP_WAIT_POLICY"),
 	}
 	blas, err := torch.BLASInfo()
 	if err != nil {
@@ -144,7 +150,8 @@ func newVersionCommand(a *app) *cobra.Command {
 			}
 			a.printf("libtorch  %s via %s\n", info.Libtorch, shim)
 			a.printf("blas      %s\n", info.BLAS)
-			a.printf("threads   %d per op (libtorch), %d for matmuls (BLAS)\n", info.Threads, info.BLASThreads)
+			a.printf("threads   %d per op (libtorch), %d for ops over 2^18 elements, %d for matmuls (BLAS); OpenMP wait policy %s\n",
+				info.Threads, info.BulkThreads, info.BLASThreads, cmp.Or(info.OMPWait, "unset (active)"))
 			for i, d := range info.Devices {
 				label := "devices"
 				if i > 0 {

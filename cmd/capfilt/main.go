@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	passiveOpenMP()
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
