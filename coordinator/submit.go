@@ -85,20 +85,21 @@ func (c *Coordinator) plan(ctx context.Context, inputs []string) ([]pipeline.Sha
 		if err != nil {
 			return nil, nil, invalidf("input %s: %v", pattern, err)
 		}
-		for i, u := range us {
+		first := true // each pattern's first shard not already planned is opened
+		for _, u := range us {
 			u = absolute(u)
-			if i == 0 {
-				firsts = append(firsts, u)
-			}
 			if seen[u] {
 				continue
+			}
+			if first {
+				firsts, first = append(firsts, u), false
 			}
 			seen[u] = true
 			if shards.ShardFormat(u) == "" {
 				return nil, nil, invalidf("input shard %s: want a WebDataset tar (.tar, .tar.gz, .tgz) or a .parquet shard", u)
 			}
 			if prev, dup := stems[u.Stem()]; dup {
-				return nil, nil, invalidf("input shards %s and %s would both write %s.parquet", prev, u, u.Stem())
+				return nil, nil, invalidf("input shards %s and %s would both write the output named %s", prev, u, u.Stem())
 			}
 			stems[u.Stem()] = u
 			urls = append(urls, u)

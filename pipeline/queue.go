@@ -351,10 +351,7 @@ func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 		if err != nil {
 			return QueueStats{}, fmt.Errorf("read the consumer of run %s: %w", run, err)
 		}
-		ci, err := c.Info(ctx)
-		if err != nil {
-			return QueueStats{}, fmt.Errorf("read the consumer of run %s: %w", run, err)
-		}
+		ci := c.CachedInfo() // Consumer has just fetched it
 		st.Undelivered += ci.NumPending
 		st.InFlight += ci.NumAckPending
 		st.Redelivered += ci.NumRedelivered

@@ -144,7 +144,7 @@ func (u URL) Stem() string {
 }
 
 // CleanedURL is where the cleaned Parquet of input shard goes under the output prefix out.
-func CleanedURL(out, shard URL) URL { return out.Join(shard.Stem() + ".parquet") }
+func CleanedURL(out, shard URL) URL { return OutputURL(out, shard, OutputParquet) }
 
 // StatsURL is where the stats of input shard go under the output prefix out.
 func StatsURL(out, shard URL) URL { return out.Join(shard.Stem() + ".stats.json") }

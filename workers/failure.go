@@ -54,10 +54,10 @@ func classify(err error) failure {
 // run's backoff says: the shard should start again soon after the store is back.
 const maxProbeWait = 30 * time.Second
 
-// storeAnswers reports whether the store serves the job's input and output locations: an
-// answer that the object is missing is an answer too.
-func (w *Worker) storeAnswers(ctx context.Context, job pipeline.Job) bool {
-	for _, u := range []shards.URL{job.Shard.URL, shards.CleanedURL(job.Output, job.Shard.URL)} {
+// storeAnswers reports whether the store serves the job's input and output locations (the
+// output in the run's format): an answer that the object is missing is an answer too.
+func (w *Worker) storeAnswers(ctx context.Context, job pipeline.Job, rs pipeline.RunSettings) bool {
+	for _, u := range []shards.URL{job.Shard.URL, shards.OutputURL(job.Output, job.Shard.URL, rs.Format())} {
 		if _, err := w.cfg.Store.Stat(ctx, u); shards.Transient(err) {
 			return false
 		}
@@ -71,7 +71,7 @@ func (w *Worker) storeAnswers(ctx context.Context, job pipeline.Job) bool {
 // other work: it probes again after each of the run's backoff waits (at most
 // maxProbeWait) until the store answers, and returns true, or false when ctx ends.
 func (w *Worker) waitForStore(ctx context.Context, job pipeline.Job, rs pipeline.RunSettings, log *slog.Logger) bool {
-	if w.storeAnswers(ctx, job) {
+	if w.storeAnswers(ctx, job, rs) {
 		return false
 	}
 	began := time.Now()
@@ -81,7 +81,7 @@ func (w *Worker) waitForStore(ctx context.Context, job pipeline.Job, rs pipeline
 		if ctx.Err() != nil {
 			return false
 		}
-		if w.storeAnswers(ctx, job) {
+		if w.storeAnswers(ctx, job, rs) {
 			log.Info("store answers again: running the shard again", "waited_seconds", time.Since(began).Seconds())
 			return true
 		}
