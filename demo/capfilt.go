@@ -47,13 +47,8 @@ type CapFiltRun struct {
 	rows map[string]shards.CleanedRow
 }
 
-// NoiseRatio is the share of the captions of src the filter rejected: what the paper
-// calls the noise ratio of the synthetic captions (25% nucleus, 19% beam).
-func (c CapFiltRun) NoiseRatio(src string) float64 {
-	n := c.Captions[src]
-	return ratio(n.Rejected, n.Accepted+n.Rejected)
-}
-
+// ratio is a of b, 0 when b is: with a caption count, the share the filter rejected is
+// what the paper calls the noise ratio (25% nucleus, 19% beam synthetic captions).
 func ratio(a, b int64) float64 {
 	if b == 0 {
 		return 0

@@ -71,9 +71,17 @@ func TestQuickDemoEndToEnd(t *testing.T) {
 
 	// The filter's decisions cover every web caption; the filter-off run kept everything.
 	sr := res.Seeds[0]
+	world, err := synth.Open(sr.WorldDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	total := 0
 	for _, k := range synth.CaptionKinds {
-		total += tab.Filter.ByKind[k].Total
+		d := tab.Filter.ByKind[k]
+		total += d.Total
+		if d.Total != world.Counts[k] || d.Rejected > d.Total {
+			t.Errorf("the filter report has %d %s captions, %d rejected; the world wrote %d", d.Total, k, d.Rejected, world.Counts[k])
+		}
 	}
 	if int64(total) != web {
 		t.Errorf("the filter report covers %d web captions of %d", total, web)

@@ -26,13 +26,12 @@ func WriteReport(path string, res *Result) error {
 }
 
 type reportView struct {
-	Res      *Result
-	Text     string
-	Columns  []string
-	Rows     []rowView
-	Seeds    []seedView
-	Recipe   string
-	Verdicts []string
+	Res     *Result
+	Text    string
+	Columns []string
+	Rows    []rowView
+	Seeds   []seedView
+	Recipe  string
 }
 
 type rowView struct {

@@ -2,9 +2,9 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/capfilt/capfilt/blip"
 	"github.com/capfilt/capfilt/synth"
@@ -206,14 +206,12 @@ func (s *seedRun) train(ctx context.Context, name string, cfg trainer.Config) er
 	if h.Train != nil {
 		hooks.Progress = func(p trainer.Progress) { h.Train(name, p) }
 	}
+	began := time.Now()
 	res, err := trainer.Train(ctx, cfg, hooks)
 	if err != nil {
 		return err
 	}
-	tr := TrainingRun{Name: name, Task: cfg.Task, Steps: res.Steps, History: res.History}
-	for _, rec := range res.History {
-		tr.Seconds += rec.StepSeconds * float64(cfg.LogEvery)
-	}
+	tr := TrainingRun{Name: name, Task: cfg.Task, Steps: res.Steps, History: res.History, Seconds: time.Since(began).Seconds()}
 	s.out.Training = append(s.out.Training, tr)
 	return nil
 }
@@ -239,5 +237,3 @@ func folderName(row string) string {
 	}
 	return strconv.Quote(row)
 }
-
-var _ = fmt.Sprint

@@ -209,7 +209,7 @@ func benchModel(ctx context.Context, out io.Writer, o benchModelOptions) error {
 	for _, stage := range o.stages {
 		args := append([]string{"bench", "model", "--run-stage", stage}, o.passThroughArgs...)
 		c := exec.CommandContext(ctx, exe, args...)
-		c.Env = append(os.Environ(), "CAPFILT_MAIN=1") // lets a test binary act as capfilt
+		c.Env = append(os.Environ(), testMainEnv+"=1") // lets a test binary act as capfilt
 		c.Stderr = os.Stderr
 		stdout, err := c.Output()
 		if err != nil {

@@ -162,7 +162,7 @@ func (o demoOptions) seedProcess(a *app) demo.SeedRunner {
 			args = append(args, "--bars")
 		}
 		c := exec.CommandContext(ctx, self, args...)
-		c.Env = append(os.Environ(), "CAPFILT_MAIN=1") // lets a test binary act as capfilt
+		c.Env = append(os.Environ(), testMainEnv+"=1") // lets a test binary act as capfilt
 		c.Stdout, c.Stderr = a.stderr, a.stderr
 		c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 		c.WaitDelay = 10 * time.Second

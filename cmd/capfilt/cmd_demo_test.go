@@ -15,7 +15,7 @@ import (
 // capfiltCommand is this test binary run as capfilt (TestMain) with args.
 func capfiltCommand(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	c := exec.Command(os.Args[0], args...)
-	c.Env = append(os.Environ(), "CAPFILT_MAIN=1")
+	c.Env = append(os.Environ(), testMainEnv+"=1")
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	return c, &stdout, &stderr
@@ -66,8 +66,9 @@ func TestDemoCommandRunsSeedsInChildProcesses(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if table, _ := os.ReadFile(filepath.Join(dir, "table.txt")); !strings.Contains(out, string(table)) {
-		t.Errorf("table.txt is not the printed table:\n%s", table)
+	table, err := os.ReadFile(filepath.Join(dir, "table.txt"))
+	if err != nil || !strings.Contains(string(table), "+C+F beam") || !strings.Contains(out, string(table)) {
+		t.Errorf("table.txt (%v) is not the printed table:\n%s", err, table)
 	}
 }
 
