@@ -4,6 +4,7 @@ import (
 	"maps"
 
 	"github.com/capfilt/capfilt/blip/tokenizer"
+	"github.com/capfilt/capfilt/pipeline/spec"
 )
 
 // Batch is one step's samples, ready for the model: pixels normalised, texts cleaned.
@@ -39,7 +40,7 @@ const (
 
 // CaptionPrompt is what caption finetuning puts before every caption; its 4 tokens
 // ([DEC] a picture of) are left out of the loss.
-const CaptionPrompt = "a picture of "
+const CaptionPrompt = spec.DefaultPrompt
 
 // TextLength is the mode's maximum token length and padding.
 func (m TextMode) TextLength() (maxLen int, pad tokenizer.PadMode) {

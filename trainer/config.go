@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/capfilt/capfilt/blip"
+	"github.com/capfilt/capfilt/imageproc"
 	"github.com/capfilt/capfilt/shards"
 	"github.com/capfilt/capfilt/torch"
 )
@@ -170,11 +171,11 @@ func DefaultConfig(task Task) Config {
 	switch task {
 	case TaskPretrain:
 		c.Epochs, c.LR, c.MinLR, c.WarmupLR, c.WarmupSteps, c.DecayRate = 20, 3e-4, 1e-6, DefaultWarmupLR, DefaultWarmupSteps, DefaultDecayRate
-		c.MinScale = 0.2
+		c.MinScale = imageproc.PretrainMinScale
 	case TaskCaption:
-		c.Epochs, c.LR, c.MinScale = 5, 1e-5, 0.5
+		c.Epochs, c.LR, c.MinScale = 5, 1e-5, imageproc.FinetuneMinScale
 	case TaskRetrieval:
-		c.Epochs, c.LR, c.MinScale, c.NegativeAllRank = 6, 1e-5, 0.5, true
+		c.Epochs, c.LR, c.MinScale, c.NegativeAllRank = 6, 1e-5, imageproc.FinetuneMinScale, true
 	}
 	return c
 }

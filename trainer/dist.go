@@ -14,8 +14,6 @@ const (
 	saltDropout
 )
 
-func mixSeed(vals ...uint64) uint64 { return mix(vals...) }
-
 // pgGatherer is blip's GradGatherer over a c10d process group.
 type pgGatherer struct{ pg *torch.ProcessGroup }
 

@@ -203,7 +203,7 @@ func emulateRanks(t *testing.T, cfg Config, world int) *blip.Model {
 		if err := g.SetState(state); err != nil {
 			t.Fatal(err)
 		}
-		neg := torch.NewGenerator(mixSeed(cfg.Seed, uint64(k), saltNegatives))
+		neg := torch.NewGenerator(mix(cfg.Seed, uint64(k), saltNegatives))
 		er := &emuRank{rank: k, world: world, model: m, gather: &emuGatherer{rank: k, world: world, model: m}}
 		er.gather.ranks = ranks
 		if er.obj, err = newObjective(cfg, m, len(captioner.PromptIDs(tm.tok, CaptionPrompt)), g, neg, er.gather); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/capfilt/capfilt/blip"
@@ -111,8 +112,8 @@ func newRun(ctx context.Context, cfg Config, hooks Hooks) (_ *run, err error) {
 	// Every process draws the same initial model and queues from the seed (rank 0's are
 	// broadcast anyway); dropout and hard negatives draw per process.
 	r.gen = torch.NewGenerator(cfg.Seed)
-	r.neg = torch.NewGenerator(mixSeed(cfg.Seed, uint64(r.rank), saltNegatives))
-	torch.ManualSeed(mixSeed(cfg.Seed, uint64(r.rank), saltDropout))
+	r.neg = torch.NewGenerator(mix(cfg.Seed, uint64(r.rank), saltNegatives))
+	torch.ManualSeed(mix(cfg.Seed, uint64(r.rank), saltDropout))
 	start := cfg
 	if saved != nil {
 		start.Init = Init{From: saved.dir}
@@ -133,7 +134,7 @@ func newRun(ctx context.Context, cfg Config, hooks Hooks) (_ *run, err error) {
 	r.set = cfg.settings(r.ds, r.imageSize)
 	if saved != nil {
 		if diff := saved.state.Settings.differences(r.set); len(diff) > 0 {
-			return nil, fmt.Errorf("resume %s: the run was made with other settings or data: %s", cfg.Out, joinLines(diff))
+			return nil, fmt.Errorf("resume %s: the run was made with other settings or data: %s", cfg.Out, strings.Join(diff, "; "))
 		}
 	}
 	if err := m.SetTrainable(true); err != nil {
@@ -338,16 +339,12 @@ func (r *run) tensors(s *torch.Scope, b *Batch) (blip.Batch, error) {
 	n := int64(b.Len())
 	ids, mask := b.Tokenize(r.tm.tok, r.cfg.Task.textMode())
 	t := int64(len(ids[0]))
-	flatIDs, flatMask := make([]int64, 0, n*t), make([]int64, 0, n*t)
-	for i := range ids {
-		flatIDs, flatMask = append(flatIDs, ids[i]...), append(flatMask, mask[i]...)
-	}
 	size := int64(b.ImageSize)
 	px := s.Track(torch.FromFloat32(b.Pixels, n, 3, size, size))
 	if dev := r.tm.m.Device(); dev != torch.CPU {
 		px = px.ToDevice(dev)
 	}
-	in := blip.Batch{Pixels: px, IDs: s.Track(torch.FromInt64(flatIDs, n, t)), Mask: s.Track(torch.FromInt64(flatMask, n, t))}
+	in := blip.Batch{Pixels: px, IDs: s.Track(torch.FromInt64(flatRows(ids), n, t)), Mask: s.Track(torch.FromInt64(flatRows(mask), n, t))}
 	if r.cfg.Task == TaskRetrieval {
 		in.ImageIDs = s.Track(torch.FromInt64(b.ImageIDs, n))
 	}
@@ -399,15 +396,4 @@ func (r *run) checkpoint() error {
 	}
 	r.log.Info("checkpoint", "dir", r.cfg.Out, "step", r.step, "epoch", r.epoch)
 	return nil
-}
-
-func joinLines(s []string) string {
-	out := ""
-	for i, l := range s {
-		if i > 0 {
-			out += "; "
-		}
-		out += l
-	}
-	return out
 }
