@@ -79,6 +79,7 @@ type versionInfo struct {
 	Libtorch    string       `json:"libtorch"`
 	Shim        string       `json:"shim"`
 	CUDACompile bool         `json:"shim_cuda"`
+	NCCL        bool         `json:"shim_nccl"`
 	BLAS        torch.BLAS   `json:"blas"`
 	Threads     int          `json:"threads"`
 	BLASThreads int          `json:"blas_threads"`
@@ -96,6 +97,7 @@ func collectVersion() (versionInfo, error) {
 		Libtorch:    torch.Version(),
 		Shim:        torch.ShimPath(),
 		CUDACompile: torch.CUDACompiled(),
+		NCCL:        torch.NCCLCompiled(),
 		Threads:     torch.NumThreads(),
 		BLASThreads: torch.BLASThreads(),
 		BulkThreads: torch.BulkThreads(),
@@ -148,7 +150,11 @@ func newVersionCommand(a *app) *cobra.Command {
 			} else {
 				shim += " (CPU only)"
 			}
-			a.printf("libtorch  %s via %s\n", info.Libtorch, shim)
+			dist := "c10d with Gloo"
+			if info.NCCL {
+				dist += " and NCCL"
+			}
+			a.printf("libtorch  %s via %s; %s\n", info.Libtorch, shim, dist)
 			a.printf("blas      %s\n", info.BLAS)
 			a.printf("threads   %d per op (libtorch), %d for ops over 2^18 elements, %d for matmuls (BLAS); OpenMP wait policy %s\n",
 				info.Threads, info.BulkThreads, info.BLASThreads, cmp.Or(info.OMPWait, "unset (active)"))
