@@ -99,7 +99,7 @@ func (c *Coordinator) plan(ctx context.Context, inputs []string) ([]pipeline.Sha
 				return nil, nil, invalidf("input shard %s: want a WebDataset tar (.tar, .tar.gz, .tgz) or a .parquet shard", u)
 			}
 			if prev, dup := stems[u.Stem()]; dup {
-				return nil, nil, invalidf("input shards %s and %s would both write the output named %s", prev, u, u.Stem())
+				return nil, nil, invalidf("input shards %s and %s would both write %s.parquet (%[3]s.tar with --output-format wds)", prev, u, u.Stem())
 			}
 			stems[u.Stem()] = u
 			urls = append(urls, u)
