@@ -185,8 +185,21 @@ func (p Picture) fullCaption(rng *rand.Rand) string {
 	return p.describe(order, w).text(w)
 }
 
-// incompleteCaption is true of p but leaves out attributes, as alt text does: sizes or
-// colours unsaid, objects dropped, relations replaced by "and", only a count of shapes.
+// incompleteCaption is true of p but leaves out attributes, as alt text does: where the
+// objects are (no cell, relations replaced by "and"), what shapes they are ("a red
+// shape"), or both. It still names every object by size and colour, and a textured
+// background, so it stays a caption of this picture rather than of many.
+//
+// That is a choice about what BLIP's filter can be asked to keep. Its ITM head learns from
+// hard negatives, other images' captions that score alike; a caption true of many
+// pictures ("a circle", "three shapes", "a small circle and a large square") is drawn as
+// a negative for pictures it is true of, and the head learns to reject it. A caption
+// without a texture reads as a plain background here, since full captions name only
+// textured ones. When this function also left out colours, sizes, the background or whole
+// objects, the demo's filter (finetuned 3000 steps on 1200 annotated images) rejected
+// every caption with colours unsaid, 83% with the background unsaid, 98% of one-object
+// and count-only ones and 43% with sizes unsaid, against 9% with shapes unsaid and 6% with
+// places unsaid.
 func (p Picture) incompleteCaption(rng *rand.Rand) string {
 	w := wording{rng}
 	for range 100 {
@@ -206,51 +219,20 @@ func (p Picture) incompleteCaption(rng *rand.Rand) string {
 	return Description{Objects: []Mention{{Shape: p.Objects[rng.IntN(len(p.Objects))].Shape}}}.text(w)
 }
 
-// reduce drops one kind of detail from d, keeping what remains true.
+// reduce drops one kind of detail from d, where the objects are or what shapes they are,
+// keeping what remains true.
 func reduce(d Description, rng *rand.Rand) Description {
 	d.Objects = append([]Mention(nil), d.Objects...)
 	d.Relations = append([]string(nil), d.Relations...)
-	if len(d.Objects) == 0 { // a count of shapes already: only the background is left to drop
-		d.Background = ""
-		return d
-	}
-	switch rng.IntN(7) {
-	case 0: // sizes unsaid
-		for i := range d.Objects {
-			d.Objects[i].Size = ""
-		}
-	case 1: // colours unsaid
-		for i := range d.Objects {
-			d.Objects[i].Colour = ""
-		}
-	case 2: // where the objects are unsaid
+	switch rng.IntN(2) {
+	case 0: // where the objects are unsaid
 		for i := range d.Objects {
 			d.Objects[i].Cell = ""
 			if i > 0 {
 				d.Relations[i-1] = ""
 			}
 		}
-	case 3: // one object only, named by some of its attributes
-		m := d.Objects[rng.IntN(len(d.Objects))]
-		switch rng.IntN(4) {
-		case 0:
-			m.Size, m.Colour = "", ""
-		case 1:
-			m.Size = ""
-		case 2:
-			m.Shape = ""
-		}
-		m.Cell = ""
-		d.Objects, d.Relations = []Mention{m}, nil
-	case 4: // a count of shapes
-		d.Count = len(d.Objects)
-		if d.Count == 1 || rng.IntN(3) == 0 {
-			d.Count = 0
-		}
-		d.Objects, d.Relations = nil, nil
-	case 5: // background unsaid
-		d.Background = ""
-	case 6: // shapes unsaid ("a red shape")
+	case 1: // shapes unsaid ("a red shape")
 		for i := range d.Objects {
 			d.Objects[i].Shape = ""
 		}

@@ -85,6 +85,9 @@ func TestGrammarCaptionsScoreAsWhatTheyAre(t *testing.T) {
 		if s := AttributeAccuracy(p, incomplete); !s.True() || s.Full() {
 			t.Fatalf("incomplete caption %q (clean %q) scores %+v, want true but not full", incomplete, clean, s)
 		}
+		if d := ParseCaption(incomplete); !namesEveryObjectAndTexture(p, d) {
+			t.Fatalf("incomplete caption %q (clean %q) reads as %+v: want every object by size and colour, and a texture", incomplete, clean, d)
+		}
 		if s := AttributeAccuracy(p, wrong); s.True() || s.Mentioned == 0 {
 			t.Fatalf("wrong caption %q (clean %q) scores %+v, want something false", wrong, clean, s)
 		}
@@ -92,6 +95,21 @@ func TestGrammarCaptionsScoreAsWhatTheyAre(t *testing.T) {
 			t.Fatalf("junk %q scores %+v, want nothing stated", junk, s)
 		}
 	}
+}
+
+// namesEveryObjectAndTexture reports whether d names each of p's objects by size and
+// colour, and p's background when it is textured: what keeps an incomplete caption a
+// caption of its own picture (see incompleteCaption).
+func namesEveryObjectAndTexture(p Picture, d Description) bool {
+	if len(d.Objects) != len(p.Objects) || (p.Background.Texture != "plain" && d.Background != p.Background.Texture) {
+		return false
+	}
+	for _, m := range d.Objects {
+		if m.Size == "" || m.Colour == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func TestCleanCaptionsAreShortAndNameObjectsLeftToRight(t *testing.T) {

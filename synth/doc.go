@@ -24,8 +24,8 @@
 //
 // # Web captions
 //
-// Each web caption is full, incomplete (sizes or colours unsaid, objects dropped,
-// relations replaced by "and", only "two shapes") or noise: a wrong attribute (one
+// Each web caption is full, incomplete (where the objects are or what shapes they are
+// left unsaid: "a small red shape and a large blue shape") or noise: a wrong attribute (one
 // colour, shape, size, cell, relation or texture changed), another image's caption, or
 // alt-text junk (file names, shop slogans, near-empty text). The shares are exact: of
 // 2000 captions at the default 40% noise, 45% incomplete and noise mix, 300 are full,

@@ -18,7 +18,7 @@ const (
 	// KindFull states every attribute of the full description, in varied words.
 	KindFull CaptionKind = "full"
 	// KindIncomplete is true but leaves attributes out, as alt text often does ("a
-	// circle", "shapes on a striped background").
+	// small red shape and a large blue shape on a striped background").
 	KindIncomplete CaptionKind = "incomplete"
 	// KindWrongAttribute is a true caption with one attribute changed: a colour, shape,
 	// size, place, relation or texture.
