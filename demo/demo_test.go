@@ -86,6 +86,13 @@ func TestQuickDemoEndToEnd(t *testing.T) {
 	if int64(total) != web {
 		t.Errorf("the filter report covers %d web captions of %d", total, web)
 	}
+	var wrong synth.KindDecisions
+	for _, d := range tab.Filter.WrongByAttribute {
+		wrong.Total, wrong.Rejected = wrong.Total+d.Total, wrong.Rejected+d.Rejected
+	}
+	if wrong != tab.Filter.ByKind[synth.KindWrongAttribute] {
+		t.Errorf("the wrong attributes split by what was changed sum to %+v, want %+v", wrong, tab.Filter.ByKind[synth.KindWrongAttribute])
+	}
 	inUnit(t, "filter precision", tab.Filter.Precision(), 1)
 	inUnit(t, "filter recall", tab.Filter.Recall(), 1)
 	if len(sr.CapFilt) != 3 {

@@ -54,11 +54,7 @@ func NewTable(seeds []SeedResult) Table {
 	counts := map[string][2]int64{}
 	for _, sr := range seeds {
 		t.Seeds = append(t.Seeds, sr.Seed)
-		for k, d := range sr.Captioner.Filter.ByKind {
-			sum := t.Filter.ByKind[k]
-			sum.Total, sum.Rejected = sum.Total+d.Total, sum.Rejected+d.Rejected
-			t.Filter.ByKind[k] = sum
-		}
+		t.Filter.Add(sr.Captioner.Filter)
 		c := &t.Captioner
 		c.Nucleus.Add(sr.Captioner.Nucleus)
 		c.NucleusKept.Add(sr.Captioner.NucleusKept)
@@ -202,6 +198,15 @@ func (t Table) Text(res *Result) string {
 			what = "caught"
 		}
 		fmt.Fprintf(&b, "  %-16s %5d of %5d %-16s (%.1f%%)\n", k, d.Rejected, d.Total, what, 100*f.KindRecall(k))
+		if k == synth.KindWrongAttribute && len(f.WrongByAttribute) > 0 {
+			var parts []string
+			for _, a := range synth.WrongAttributes {
+				if d := f.WrongByAttribute[a]; d.Total > 0 {
+					parts = append(parts, fmt.Sprintf("%s %d/%d", a, d.Rejected, d.Total))
+				}
+			}
+			fmt.Fprintf(&b, "    caught by what was changed: %s\n", strings.Join(parts, ", "))
+		}
 	}
 	fmt.Fprintf(&b, "noise ratio (share of captions the filter rejected): synthetic nucleus %.1f%%, synthetic beam %.1f%%, web %.1f%%\n",
 		100*t.NoiseRatio["nucleus/synthetic"], 100*t.NoiseRatio["beam/synthetic"], 100*t.NoiseRatio["nucleus/web"])

@@ -15,7 +15,7 @@ func seedWith(seed uint64, tr1 []float64, cider []float64) SeedResult {
 	sr := SeedResult{Seed: seed, Captioner: CaptionerScores{Filter: synth.FilterReport{ByKind: map[synth.CaptionKind]synth.KindDecisions{
 		synth.KindFull: {Total: 10, Rejected: 1}, synth.KindIncomplete: {Total: 30, Rejected: 2},
 		synth.KindWrongAttribute: {Total: 8, Rejected: 4}, synth.KindOtherImage: {Total: 6, Rejected: 6}, synth.KindJunk: {Total: 6, Rejected: 5},
-	}}}}
+	}, WrongByAttribute: map[string]synth.KindDecisions{"colour": {Total: 3, Rejected: 3}, "shape": {Total: 5, Rejected: 1}}}}}
 	for i, name := range Rows {
 		sr.Rows = append(sr.Rows, RowResult{Name: name, Samples: int64(100 + i),
 			Scores: Scores{TR1: tr1[i], IR1: 0.5, CIDEr: cider[i], AttrPrecision: 0.8}})
@@ -73,6 +73,7 @@ func TestTableTextSaysWhichRowsDoNotBeatTheBaseline(t *testing.T) {
 		"+C+F       vs noisy web: TR@1 +10.0  IR@1  +0.0  CIDEr  +30.0  does NOT beat the baseline on IR@1",
 		"+F         vs noisy web: TR@1  -1.0  IR@1  +0.0  CIDEr  +20.0  does NOT beat the baseline on TR@1, IR@1\n",
 		"precision 0.833", "synthetic nucleus 25.0%, synthetic beam 15.0%, web 33.3%",
+		"caught by what was changed: colour 3/3, shape 1/5\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("table text lacks %q:\n%s", want, text)

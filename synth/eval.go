@@ -3,6 +3,7 @@ package synth
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // FilterReport compares a filter's decisions on the web captions with the injected
@@ -11,6 +12,32 @@ import (
 type FilterReport struct {
 	// ByKind counts, for each caption kind, the web captions and how many were rejected.
 	ByKind map[CaptionKind]KindDecisions `json:"by_kind"`
+	// WrongByAttribute splits the wrong-attribute captions by what was changed (colour,
+	// size, shape, cell, relation, background): which attributes the filter looks at.
+	WrongByAttribute map[string]KindDecisions `json:"wrong_by_attribute,omitempty"`
+}
+
+// WrongAttributes are the attributes the wrong-attribute noise changes, in the order
+// reports list them.
+var WrongAttributes = []string{"colour", "size", "shape", "cell", "relation", "background"}
+
+// Add adds o's decisions to r's (a report over several worlds).
+func (r *FilterReport) Add(o FilterReport) {
+	add := func(sum, d KindDecisions) KindDecisions {
+		return KindDecisions{Total: sum.Total + d.Total, Rejected: sum.Rejected + d.Rejected}
+	}
+	if r.ByKind == nil {
+		r.ByKind = map[CaptionKind]KindDecisions{}
+	}
+	for k, d := range o.ByKind {
+		r.ByKind[k] = add(r.ByKind[k], d)
+	}
+	if len(o.WrongByAttribute) > 0 && r.WrongByAttribute == nil {
+		r.WrongByAttribute = map[string]KindDecisions{}
+	}
+	for a, d := range o.WrongByAttribute {
+		r.WrongByAttribute[a] = add(r.WrongByAttribute[a], d)
+	}
 }
 
 // KindDecisions is what the filter did with the captions of one kind.
@@ -86,18 +113,27 @@ func (w *World) EvaluateFilter(kept map[string]bool) (FilterReport, error) {
 			return FilterReport{}, fmt.Errorf("evaluate filter: key %q is not a web sample of the world in %s", key, w.Dir)
 		}
 	}
-	r := FilterReport{ByKind: map[CaptionKind]KindDecisions{}}
+	r := FilterReport{ByKind: map[CaptionKind]KindDecisions{}, WrongByAttribute: map[string]KindDecisions{}}
 	for _, k := range CaptionKinds {
 		r.ByKind[k] = KindDecisions{}
 	}
-	for _, key := range w.webKeys {
-		t := w.web[key]
-		d := r.ByKind[t.Kind]
+	count := func(d KindDecisions, rejected bool) KindDecisions {
 		d.Total++
-		if !kept[key] {
+		if rejected {
 			d.Rejected++
 		}
-		r.ByKind[t.Kind] = d
+		return d
+	}
+	for _, key := range w.webKeys {
+		t := w.web[key]
+		r.ByKind[t.Kind] = count(r.ByKind[t.Kind], !kept[key])
+		if t.Kind == KindWrongAttribute {
+			attr, _, _ := strings.Cut(t.Detail, ":")
+			if !slices.Contains(WrongAttributes, attr) {
+				return FilterReport{}, fmt.Errorf("evaluate filter: web sample %q: wrong attribute %q is none of %v", key, t.Detail, WrongAttributes)
+			}
+			r.WrongByAttribute[attr] = count(r.WrongByAttribute[attr], !kept[key])
+		}
 	}
 	return r, nil
 }

@@ -46,6 +46,28 @@ func TestFilterReportCountsRejectionsByNoiseKind(t *testing.T) {
 			t.Errorf("%s: %g, want %g", c.name, c.got, c.want)
 		}
 	}
+	// A filter that sees colours only: the wrong-attribute split says so.
+	colourOnly, err := w.EvaluateFilter(keepIf(func(tr WebTruth) bool { return !strings.HasPrefix(tr.Detail, "colour:") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for a, d := range colourOnly.WrongByAttribute {
+		sum += d.Total
+		if want := map[bool]int{true: d.Total}[a == "colour"]; d.Rejected != want {
+			t.Errorf("changed %s: %d of %d caught by a colour-only filter, want %d", a, d.Rejected, d.Total, want)
+		}
+	}
+	if sum != w.Counts[KindWrongAttribute] || colourOnly.WrongByAttribute["colour"].Total == 0 {
+		t.Errorf("the split by attribute %v covers %d wrong captions, want %d with some colour changes", colourOnly.WrongByAttribute, sum, w.Counts[KindWrongAttribute])
+	}
+	var both FilterReport
+	both.Add(colourOnly)
+	both.Add(junkOnly)
+	if d := both.WrongByAttribute["colour"]; d.Total != 2*colourOnly.WrongByAttribute["colour"].Total || d.Rejected != d.Total/2 ||
+		both.ByKind[KindJunk].Rejected != junk {
+		t.Errorf("two reports added: %+v", both)
+	}
 	// Absent keys were rejected: an empty set rejects everything.
 	none, _ := w.EvaluateFilter(nil)
 	if none.Recall() != 1 || none.ByKind[KindFull].Rejected != w.Counts[KindFull] {
