@@ -116,6 +116,9 @@ func TestReportIsOneFileWithTheTableChartsAndGallery(t *testing.T) {
 		}
 	}
 	raw := readFile(t, path)
+	if !strings.Contains(raw, "<td>&nbsp;&nbsp;wrong shape</td><td>5</td><td>1</td><td>20.0%</td>") {
+		t.Errorf("the filter table does not split the wrong attributes by what was changed")
+	}
 	if !strings.Contains(raw, `class="cap rejected">web: a small blue &lt;circle&gt;`) || !strings.Contains(raw, `class="cap kept">synthetic: a small red circle`) {
 		t.Errorf("the gallery does not mark the rejected web text red and the kept caption green (or does not escape the text)")
 	}
