@@ -80,7 +80,7 @@ func (s *seedRun) run(ctx context.Context) (*SeedResult, error) {
 		return nil, err
 	}
 	var captioner, filter string
-	if captioner, err = s.finetune(ctx, "finetune captioner", trainer.TaskCaption, pre[RowBaseline], r.Caption); err != nil {
+	if captioner, err = s.finetune(ctx, "finetune captioner", trainer.TaskCaption, pre[RowBaseline], r.Captioner); err != nil {
 		return nil, err
 	}
 	if filter, err = s.finetune(ctx, "finetune filter", trainer.TaskRetrieval, pre[RowBaseline], r.Filter); err != nil {
@@ -135,15 +135,11 @@ func (s *seedRun) run(ctx context.Context) (*SeedResult, error) {
 	for _, row := range Rows {
 		var rr RowResult
 		if err := s.timed("evaluate "+row, func() (err error) {
-			// Every row is finetuned for the evaluation with the same recipe. The baseline's
-			// captioner is CapFilt's (the same recipe from the same model); CapFilt's filter
-			// had a longer finetune of its own (Recipe.Filter), so the baseline gets the
-			// evaluation's like every other row.
-			cap := captioner
-			if row != RowBaseline {
-				if cap, err = s.finetuneQuiet(ctx, row+" caption", trainer.TaskCaption, pre[row], r.Caption, "caption"); err != nil {
-					return err
-				}
+			// Every row, the baseline too, is finetuned for the evaluation with the same
+			// recipe: CapFilt's captioner and filter had longer finetunes of their own.
+			cap, err := s.finetuneQuiet(ctx, row+" caption", trainer.TaskCaption, pre[row], r.Caption, "eval-caption")
+			if err != nil {
+				return err
 			}
 			filt, err := s.finetuneQuiet(ctx, row+" retrieval", trainer.TaskRetrieval, pre[row], r.Retrieval, "eval-retrieval")
 			if err != nil {
