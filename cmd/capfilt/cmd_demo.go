@@ -67,9 +67,9 @@ nucleus and beam captions, and the time of every stage, and writes DIR/report.ht
 curves, score histograms, a gallery of captions kept and rejected), DIR/table.txt and
 DIR/demo.json. Every number is measured in the run; the same seeds on the same machine give
 the same table: each seed runs in a child process with one thread per op, --parallel of them
-at once. The default (seeds 1 and 2) took 8.5 minutes on 2 cores; --quick, a smaller world and
-shorter runs, about 1 minute, shows the pipeline working, but its numbers are too noisy to
-show the effect. CapFilt runs with 2 workers unless --workers is given. A DIR holding an
+at once. The default (seeds 1 and 2) took 11 min 40 s on 2 cores; --quick, a smaller world
+and shorter runs, under a minute, shows the pipeline working, but its numbers cannot show
+the effect. CapFilt runs with 2 workers unless --workers is given. A DIR holding an
 earlier demo is replaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
