@@ -173,29 +173,12 @@ func histograms(sr SeedResult, threshold float64) []template.HTML {
 	return out
 }
 
-// wrongRow is one attribute's line of the report's filter table.
-type wrongRow struct {
-	Name            string
-	Total, Rejected int
-	Share           float64
-}
-
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 	"f3":      func(f float64) string { return fmt.Sprintf("%.3f", f) },
 	"f2":      func(f float32) string { return fmt.Sprintf("%.2f", f) },
 	"kinds":   func() []synth.CaptionKind { return synth.CaptionKinds },
 	"kindRow": func(r synth.FilterReport, k synth.CaptionKind) synth.KindDecisions { return r.ByKind[k] },
-	// wrongRows split the wrong-attribute captions by what was changed.
-	"wrongRows": func(r synth.FilterReport) []wrongRow {
-		var rows []wrongRow
-		for _, a := range synth.WrongAttributes {
-			if d := r.WrongByAttribute[a]; d.Total > 0 {
-				rows = append(rows, wrongRow{a, d.Total, d.Rejected, float64(d.Rejected) / float64(d.Total)})
-			}
-		}
-		return rows
-	},
 	"recall": func(r synth.FilterReport, k synth.CaptionKind) string {
 		return fmt.Sprintf("%.1f%%", 100*r.KindRecall(k))
 	},

@@ -53,7 +53,7 @@ Scores ×100; mean over the seeds; green above, red below the noisy-web row.</p>
 <table>
 <tr><th>web caption kind</th><th>captions</th><th>rejected</th><th>share rejected</th></tr>
 {{$f := .Filter}}{{range kinds}}{{$d := kindRow $f .}}<tr><td>{{.}}</td><td>{{$d.Total}}</td><td>{{$d.Rejected}}</td><td>{{recall $f .}}</td></tr>
-{{end}}{{range wrongRows $f}}<tr><td>&nbsp;&nbsp;wrong {{.Name}}</td><td>{{.Total}}</td><td>{{.Rejected}}</td><td>{{pct .Share}}</td></tr>
+{{end}}{{range $f.WrongRows}}<tr><td>&nbsp;&nbsp;wrong {{.Attribute}}</td><td>{{.Total}}</td><td>{{.Rejected}}</td><td>{{pct .Share}}</td></tr>
 {{end}}</table>
 <p>Precision {{f3 $f.Precision}}, recall {{f3 $f.Recall}}; noise left in the kept web text: {{pct $f.KeptNoise}}.</p>
 <h3>Filter scores</h3>

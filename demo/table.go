@@ -198,12 +198,10 @@ func (t Table) Text(res *Result) string {
 			what = "caught"
 		}
 		fmt.Fprintf(&b, "  %-16s %5d of %5d %-16s (%.1f%%)\n", k, d.Rejected, d.Total, what, 100*f.KindRecall(k))
-		if k == synth.KindWrongAttribute && len(f.WrongByAttribute) > 0 {
-			var parts []string
-			for _, a := range synth.WrongAttributes {
-				if d := f.WrongByAttribute[a]; d.Total > 0 {
-					parts = append(parts, fmt.Sprintf("%s %d/%d", a, d.Rejected, d.Total))
-				}
+		if rows := f.WrongRows(); k == synth.KindWrongAttribute && len(rows) > 0 {
+			parts := make([]string, len(rows))
+			for i, a := range rows {
+				parts[i] = fmt.Sprintf("%s %d/%d", a.Attribute, a.Rejected, a.Total)
 			}
 			fmt.Fprintf(&b, "    caught by what was changed: %s\n", strings.Join(parts, ", "))
 		}

@@ -46,6 +46,28 @@ type KindDecisions struct {
 	Rejected int `json:"rejected"`
 }
 
+// Share is the share of the captions the filter rejected.
+func (d KindDecisions) Share() float64 { return ratio(d.Rejected, d.Total) }
+
+// AttributeDecisions is what the filter did with the wrong-attribute captions that
+// changed Attribute.
+type AttributeDecisions struct {
+	Attribute string
+	KindDecisions
+}
+
+// WrongRows are the wrong-attribute decisions by what was changed, in the order of
+// WrongAttributes, leaving out attributes no caption changed.
+func (r FilterReport) WrongRows() []AttributeDecisions {
+	var rows []AttributeDecisions
+	for _, a := range WrongAttributes {
+		if d := r.WrongByAttribute[a]; d.Total > 0 {
+			rows = append(rows, AttributeDecisions{a, d})
+		}
+	}
+	return rows
+}
+
 func (r FilterReport) sum(noisy bool) (total, rejected int) {
 	for k, d := range r.ByKind {
 		if k.Noisy() == noisy {
@@ -71,10 +93,7 @@ func (r FilterReport) Recall() float64 {
 
 // KindRecall is the share of kind k's captions that were rejected: for a noise kind
 // the recall on that kind, for full and incomplete captions the false-rejection rate.
-func (r FilterReport) KindRecall(k CaptionKind) float64 {
-	d := r.ByKind[k]
-	return ratio(d.Rejected, d.Total)
-}
+func (r FilterReport) KindRecall(k CaptionKind) float64 { return r.ByKind[k].Share() }
 
 // KindPrecision is the precision the filter would have if k were the only noise: the
 // rejected captions of kind k over those plus every rejected true caption. It says
